@@ -1,0 +1,19 @@
+"""Shared helpers for the notebooks: data, training, plotting and the training playground."""
+
+from helpers.data import TEXT_LABELS, load_fashion_mnist, text_labels
+from helpers.plotting import (
+    LivePlot,
+    compare_histories,
+    figure_to_png,
+    plot_function,
+    plot_history,
+    show_images,
+)
+from helpers.training import History, default_device, evaluate_accuracy, set_seed, train
+from helpers.widgets import training_controls
+
+__all__ = [
+    "TEXT_LABELS", "History", "LivePlot", "compare_histories", "default_device",
+    "evaluate_accuracy", "figure_to_png", "load_fashion_mnist", "plot_function",
+    "plot_history", "set_seed", "show_images", "text_labels", "train", "training_controls",
+]

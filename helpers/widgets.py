@@ -1,0 +1,87 @@
+"""A playground: sliders and a Train button that re-run a training function and redraw live."""
+
+import ipywidgets as widgets
+
+from helpers.plotting import LivePlot
+
+BATCH_SIZES = [2**k for k in range(4, 13)]   # 16 ... 4096
+MAX_GHOSTS = 5                               # earlier runs kept faintly on the plot
+
+
+def training_controls(train_fn, *, lr=0.1, batch_size=256, num_epochs=10, **knobs):
+    """Sliders for `lr`, `batch_size`, `num_epochs` and any `knobs`, plus a Train button.
+
+    Pressing Train calls `train_fn(lr=..., batch_size=..., num_epochs=..., **knobs,
+    plot=...)`; `train_fn` passes `plot` on to `helpers.train`, which draws every epoch
+    into this box. So `train_fn` needs a `plot` parameter and should return the History.
+
+    A knob is given as a widget, a `(min, max, step)` or `(min, max, step, start)` tuple
+    (a slider), or a list of choices (a dropdown). Earlier runs stay on the plot, faintly,
+    labelled with their settings. Errors raised by `train_fn` become a one-line message.
+    """
+    controls = {
+        "lr": widgets.FloatLogSlider(value=lr, base=10, min=-3, max=1, step=0.1,
+                                     description="lr", readout_format=".3g"),
+        "batch_size": widgets.SelectionSlider(options=BATCH_SIZES,
+                                              value=_nearest(batch_size, BATCH_SIZES),
+                                              description="batch size"),
+        "num_epochs": widgets.IntSlider(value=num_epochs, min=1, max=50, description="epochs"),
+    }
+    for name, spec in knobs.items():
+        controls[name] = _knob_widget(name, spec)
+    for control in controls.values():
+        control.style.description_width = "90px"
+    button = widgets.Button(description="Train", button_style="primary", icon="play")
+    progress = widgets.IntProgress(value=0, min=0, max=num_epochs, description="progress")
+    status = widgets.Label(value="Press Train to start.")
+    config = widgets.HTML(value="")
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+    past_runs = []
+
+    def on_click(_button):
+        button.disabled = True
+        values = {name: control.value for name, control in controls.items()}
+        call = f"{train_fn.__name__}({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+        config.value = f"<code>{call}</code>"
+        status.value = "training..."
+        plot = LivePlot(values["num_epochs"], ghosts=past_runs[-MAX_GHOSTS:], image=image,
+                        progress=progress, status=status)
+        try:
+            history = train_fn(**values, plot=plot)
+            if history is not None:
+                past_runs.append((_short_label(values), history))
+        except Exception as error:   # a student's experiment must never end in a traceback
+            status.value = f"error: {type(error).__name__}: {error}"
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    sliders = widgets.GridBox(list(controls.values()),
+                              layout=widgets.Layout(grid_template_columns="repeat(2, 360px)"))
+    return widgets.VBox([sliders, widgets.HBox([button, progress]), status, config, image])
+
+
+def _knob_widget(name, spec):
+    """A widget for one extra knob: a widget as is, a tuple as a slider, a list as a dropdown."""
+    if isinstance(spec, widgets.ValueWidget):
+        if not spec.description:
+            spec.description = name
+        return spec
+    if isinstance(spec, list):
+        return widgets.Dropdown(options=spec, value=spec[0], description=name)
+    if isinstance(spec, tuple) and len(spec) in (3, 4):
+        low, high, step = spec[:3]
+        start = spec[3] if len(spec) == 4 else low
+        kind = widgets.IntSlider if all(isinstance(v, int) for v in spec) else widgets.FloatSlider
+        return kind(value=start, min=low, max=high, step=step, description=name)
+    raise ValueError(f"knob {name!r}: give a widget, a (min, max, step[, start]) tuple or a "
+                     f"list of choices, not {spec!r}")
+
+
+def _nearest(value, options):
+    return min(options, key=lambda option: abs(option - value))
+
+
+def _short_label(values):
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in values.items())
