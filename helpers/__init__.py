@@ -10,10 +10,10 @@ from helpers.plotting import (
     show_images,
 )
 from helpers.training import History, default_device, evaluate_accuracy, set_seed, train
-from helpers.widgets import training_controls
+from helpers.widgets import figure_controls, training_controls
 
 __all__ = [
     "TEXT_LABELS", "History", "LivePlot", "compare_histories", "default_device",
-    "evaluate_accuracy", "figure_to_png", "load_fashion_mnist", "plot_function",
+    "evaluate_accuracy", "figure_controls", "figure_to_png", "load_fashion_mnist", "plot_function",
     "plot_history", "set_seed", "show_images", "text_labels", "train", "training_controls",
 ]

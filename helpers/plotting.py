@@ -133,7 +133,7 @@ def compare_histories(runs, *, title=""):
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     colors = [f"C{i}" for i in range(10)]
-    for (label, h), color in zip(runs.items(), colors * 10, strict=False):
+    for (label, h), color in zip(runs.items(), colors * 10):
         epochs = range(1, len(h.train_loss) + 1)
         note = " (diverged)" if h.diverged else " (stalled)" if h.stalled else ""
         ax_loss.plot(epochs, h.train_loss, "o-", ms=3, color=color, label=label + note)
@@ -163,7 +163,7 @@ def show_images(images, labels=None, predictions=None, *, ncols=8, scale=1.4):
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     true_names = text_labels(labels) if labels is not None else [None] * n
     pred_names = text_labels(predictions) if predictions is not None else [None] * n
-    for ax, img, true, pred in zip(axes, images, true_names, pred_names, strict=False):
+    for ax, img, true, pred in zip(axes, images, true_names, pred_names):
         ax.imshow(img.numpy(), cmap="gray_r")
         if pred is None:
             ax.set_title(true or "", fontsize=8)

@@ -2,7 +2,7 @@
 
 import ipywidgets as widgets
 
-from helpers.plotting import LivePlot
+from helpers.plotting import LivePlot, figure_to_png
 
 BATCH_SIZES = [2**k for k in range(4, 13)]   # 16 ... 4096
 MAX_GHOSTS = 5                               # earlier runs kept faintly on the plot
@@ -59,6 +59,31 @@ def training_controls(train_fn, *, lr=0.1, batch_size=256, num_epochs=10, **knob
     sliders = widgets.GridBox(list(controls.values()),
                               layout=widgets.Layout(grid_template_columns="repeat(2, 360px)"))
     return widgets.VBox([sliders, widgets.HBox([button, progress]), status, config, image])
+
+
+def figure_controls(draw_fn, **knobs):
+    """Knobs that redraw a figure: `draw_fn(**values)` returns a `Figure`, shown below them.
+
+    Knobs are given as in `training_controls` (a widget, a slider tuple, or a list of
+    choices). The figure is redrawn whenever a knob moves; an error in `draw_fn` shows as
+    a one-line message instead of a traceback.
+    """
+    controls = {name: _knob_widget(name, spec) for name, spec in knobs.items()}
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+    status = widgets.Label(value="")
+
+    def redraw(_change=None):
+        try:
+            image.value = figure_to_png(draw_fn(**{k: c.value for k, c in controls.items()}))
+            status.value = ""
+        except Exception as error:   # keep exploring possible whatever the knob says
+            status.value = f"error: {type(error).__name__}: {error}"
+
+    for control in controls.values():
+        control.style.description_width = "90px"
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox(list(controls.values())), status, image])
 
 
 def _knob_widget(name, spec):
