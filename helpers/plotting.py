@@ -116,6 +116,7 @@ def _set_loss_limits(ax, losses):
     """Limits that show every finite loss; a log scale when they span over 100x."""
     finite = [v for v in losses if math.isfinite(v) and v > 0]
     if not finite:
+        ax.set_ylim(0, 1)
         return
     low, high = min(finite), max(finite)
     if high / low > 100:

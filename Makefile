@@ -1,0 +1,33 @@
+# Two commands for a fresh machine:  make lab   and   make test
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+
+.PHONY: lab test setup notebooks time-notebooks benchmark lint clean
+
+$(BIN)/activate: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(BIN)/activate
+
+setup: $(BIN)/activate                ## create or reuse .venv with everything installed
+
+lab: setup                            ## open JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+test: setup                           ## lint, unit tests, claims, stored notebooks, nbval, browser
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+notebooks: setup                      ## execute every notebook on the CPU and store it
+	$(BIN)/python scripts/execute_notebooks.py
+
+time-notebooks: setup                 ## time the whole series, storing nothing
+	$(BIN)/python scripts/execute_notebooks.py --no-write
+
+benchmark: setup                      ## seconds per epoch: preloaded tensors vs DataLoader
+	$(BIN)/python benchmarks/epoch_speed.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache
