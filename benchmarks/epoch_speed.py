@@ -99,7 +99,7 @@ def main():
         loader_test = DataLoader(datasets.FashionMNIST(root, train=False, transform=to_tensor),
                                  batch_size, shuffle=False, num_workers=args.workers,
                                  pin_memory=pin)
-        rows = [("DataLoader + ToTensor, %d workers" % args.workers,
+        rows = [(f"DataLoader + ToTensor, {args.workers} workers",
                  *timed_train(loader_train, loader_test, epochs, device))]
 
     rows.append(("helpers: preloaded tensors, plot off",

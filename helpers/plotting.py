@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from helpers.data import text_labels
 
@@ -92,6 +93,7 @@ def plot_history(history, *, title="", ghosts=(), num_epochs=None):
     ax_acc.legend(loc="lower right", fontsize=8)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # whole epochs only
     if title:
         fig.suptitle(title)
     if history.message:
@@ -146,6 +148,7 @@ def compare_histories(runs, *, title=""):
     ax_loss.legend(fontsize=8)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # whole epochs only
     if title:
         fig.suptitle(title)
     return fig
