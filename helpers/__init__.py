@@ -1,6 +1,16 @@
 """Shared helpers for the notebooks: data, training, plotting and the training playground."""
 
 from helpers.data import TEXT_LABELS, load_fashion_mnist, text_labels
+from helpers.diagnostics import (
+    LayerStats,
+    format_health,
+    network_health,
+    plot_distributions,
+    plot_health,
+    plot_update_ratios,
+    recording_updater,
+    update_data_ratios,
+)
 from helpers.plotting import (
     LivePlot,
     compare_histories,
@@ -16,4 +26,7 @@ __all__ = [
     "TEXT_LABELS", "History", "LivePlot", "compare_histories", "default_device",
     "evaluate_accuracy", "figure_controls", "figure_to_png", "load_fashion_mnist", "plot_function",
     "plot_history", "set_seed", "show_images", "text_labels", "train", "training_controls",
+    # network health (helpers/diagnostics.py)
+    "LayerStats", "format_health", "network_health", "plot_distributions", "plot_health",
+    "plot_update_ratios", "recording_updater", "update_data_ratios",
 ]
