@@ -7,6 +7,7 @@ shown twice. Functions return the figure; a notebook shows it as a cell's last v
 
 import io
 import math
+import textwrap
 
 import numpy as np
 import torch
@@ -108,7 +109,7 @@ def _draw_curves(ax_loss, ax_acc, history, alpha, label=None):
     ax_loss.plot(epochs, history.train_loss, "o-", ms=3, color=COLORS["train_loss"],
                  alpha=alpha, label=label)
     for key in ("train_acc", "test_acc"):
-        name = label if label else key.replace("_", " ")
+        name = textwrap.fill(label, 40) if label else key.replace("_", " ")  # long knob lists
         ax_acc.plot(epochs, getattr(history, key), "o-" if key == "test_acc" else "o--", ms=3,
                     color=COLORS[key], alpha=alpha,
                     label=name if (label is None or key == "test_acc") else None)

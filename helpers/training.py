@@ -41,7 +41,7 @@ class History:
     train_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
     test_acc: list = field(default_factory=list)
-    seconds: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)   # wall time per epoch, evaluation included
     num_epochs: int = 0          # epochs asked for (more than were run if training stopped)
     diverged: bool = False       # the loss became inf/nan or exploded; training stopped
     stalled: bool = False        # accuracy stayed at chance
@@ -127,10 +127,10 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
             seen += y.numel()
             if on_cpu and _exploded(float(worst), float(first_loss)):
                 break                                # no need to finish a lost epoch
-        train_seconds = time.perf_counter() - start
         test_correct, test_total = _count_correct(net, test_iter)
         loss_value, correct_value, worst_value, first_value, test_value = torch.stack(
             [loss_sum, correct, worst, first_loss, test_correct.to(device)]).tolist()
+        seconds = time.perf_counter() - start      # after .tolist(): the GPU has finished too
         if _exploded(worst_value, first_value):
             history.diverged = True
             history.message = (f"diverged at epoch {epoch} (batch loss {worst_value:.3g}); "
@@ -140,7 +140,7 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
         history.train_loss.append(loss_value / seen)
         history.train_acc.append(correct_value / seen)
         history.test_acc.append(test_value / test_total)
-        history.seconds.append(train_seconds)
+        history.seconds.append(seconds)
         if plot:
             plot.update(history)
     if not history.diverged and history.test_acc and history.test_acc[-1] < 1.5 / num_classes:

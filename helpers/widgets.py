@@ -35,13 +35,15 @@ def training_controls(train_fn, *, lr=0.1, batch_size=256, num_epochs=10, **knob
     progress = widgets.IntProgress(value=0, min=0, max=num_epochs, description="progress")
     status = widgets.Label(value="Press Train to start.")
     config = widgets.HTML(value="")
-    image = widgets.Image(format="png", layout=widgets.Layout(max_width="720px"))
+    # hidden until the first run: an empty Image would show as a broken-image icon
+    image = widgets.Image(format="png", layout=widgets.Layout(max_width="720px", display="none"))
     past_runs = []
 
     def on_click(_button):
         button.disabled = True
+        image.layout.display = None
         values = {name: control.value for name, control in controls.items()}
-        call = f"{train_fn.__name__}({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+        call = f"{train_fn.__name__}({_short_label(values, '.4g')})"
         config.value = f"<code>{call}</code>"
         status.value = "training..."
         plot = LivePlot(values["num_epochs"], ghosts=past_runs[-MAX_GHOSTS:], image=image,
@@ -107,6 +109,7 @@ def _nearest(value, options):
     return min(options, key=lambda option: abs(option - value))
 
 
-def _short_label(values):
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+def _short_label(values, float_format=".3g"):
+    """`lr=0.1, batch_size=256, ...`: the settings of a run, floats rounded for reading."""
+    return ", ".join(f"{k}={v:{float_format}}" if isinstance(v, float) else f"{k}={v!r}"
                      for k, v in values.items())
