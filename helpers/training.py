@@ -86,6 +86,9 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
     - `plot`: True draws a `LivePlot`; False draws nothing; any object with an
       `update(history)` method (e.g. a `LivePlot` you made) is called after every epoch.
 
+    `history.train_acc` is counted on the fly during each epoch, in training mode: with
+    dropout it is the accuracy of the thinned network, lower than `evaluate_accuracy` gives.
+
     If the loss becomes inf/nan or grows past 10x the first batch's loss, training stops,
     `history.diverged` is set and one line is printed; nothing is raised. Numbers stay on
     the device during an epoch and are read back together at its end: a GPU waits once
