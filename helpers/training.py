@@ -149,8 +149,8 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
     if not history.diverged and history.test_acc and history.test_acc[-1] < 1.5 / num_classes:
         history.stalled = True
         history.message = (f"not learning: test accuracy {history.test_acc[-1]:.2f} is at "
-                           f"chance (1/{num_classes}); try a smaller learning rate "
-                           "(or check the initialization)")
+                           f"chance (1/{num_classes}); try a smaller learning rate if it is "
+                           "large, a larger one if it is tiny, or check the initialization")
         print(history.message)
     if plot and (history.diverged or history.stalled or not history.test_acc):
         plot.update(history)
