@@ -96,3 +96,15 @@ def test_plot_function_draws_the_autograd_derivative():
     s = torch.sigmoid(torch.as_tensor(x))
     assert max(abs(float(a) - float(b)) for a, b in zip(dy, s * (1 - s))) < 1e-6
     assert math.isclose(max(dy), 0.25, rel_tol=1e-3)
+
+
+def test_liveplot_moves_the_curves_of_the_figure_it_built():
+    plot = LivePlot(5, image=widgets.Image())
+    plot.update(history(1))
+    fig = plot.fig
+    plot.update(history(3))
+    assert plot.fig is fig                                  # built once, then updated
+    loss_line = fig.axes[0].lines[-1]
+    assert list(loss_line.get_ydata()) == [2.0, 1.0, 0.5]
+    assert list(fig.axes[1].lines[-1].get_ydata()) == [0.3, 0.55, 0.7]
+    assert fig.axes[0].get_ylim()[1] >= 2.0                 # the loss axis was refitted
