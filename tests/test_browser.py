@@ -533,7 +533,8 @@ def _drive_playground(run, box, tmp_path):
     call, values = _config(box)
     print(f"  trained: {call}\n  status: {_status(box)}")
     assert int(values["num_epochs"]) == target_epochs, f"the kernel got {call}"
-    assert float(values["lr"]) == pytest.approx(expected_lr, rel=1e-6), f"the kernel got {call}"
+    # the config line shows floats to 4 significant digits
+    assert float(values["lr"]) == pytest.approx(expected_lr, rel=1e-3), f"the kernel got {call}"
     new_images = sum(e["kind"] == "src" for e in record["log"])
     assert new_images >= 2, f"{new_images} plot update(s) reached the page: not live"
     images = [e["hash"] for e in record["log"] if e["kind"] == "image" and e["hash"] is not None]
