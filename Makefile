@@ -2,6 +2,8 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
+# JupyterLab refuses to start as root (e.g. in a container) unless told it may
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test setup notebooks time-notebooks benchmark lint clean
 
@@ -14,7 +16,7 @@ $(BIN)/activate: pyproject.toml
 setup: $(BIN)/activate                ## create or reuse .venv with everything installed
 
 lab: setup                            ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 test: setup                           ## lint, unit tests, claims, stored notebooks, nbval, browser
 	$(BIN)/ruff check .
