@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # JupyterLab refuses to start as root (e.g. in a container) unless told it may
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test setup notebooks time-notebooks benchmark lint clean
+.PHONY: lab test setup notebooks time-notebooks benchmark gpu-check clean
 
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ time-notebooks: setup                 ## time the whole series, storing nothing
 
 benchmark: setup                      ## seconds per epoch: preloaded tensors vs DataLoader
 	$(BIN)/python benchmarks/epoch_speed.py
+
+gpu-check: setup                      ## on a CUDA machine: GPU tests, GPU speed, series timed on the GPU
+	$(BIN)/pytest -m gpu tests/test_gpu.py
+	$(BIN)/python benchmarks/epoch_speed.py --device cuda --epochs 5
+	$(BIN)/python scripts/execute_notebooks.py --no-write --device ''
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
