@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from helpers.data import text_labels
 
-COLORS = {"train_loss": "tab:blue", "train_acc": "tab:orange", "test_acc": "tab:green"}
+COLORS = {"train": "tab:blue", "test": "tab:orange"}   # dashed: train, solid: test
 
 
 def figure_to_png(fig, dpi=80):
@@ -87,7 +87,10 @@ class LivePlot:
 
 
 def plot_history(history, *, title="", ghosts=(), num_epochs=None):
-    """Loss (left) and accuracies (right) per epoch; a failed run's message is written on it."""
+    """Loss (left) and accuracy (right) per epoch, train dashed and test solid.
+
+    A failed run's message is written on the figure. `ghosts` are earlier runs, drawn faintly.
+    """
     fig = Figure(figsize=(8, 3), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
     last = max([num_epochs or 1, len(history.train_loss)] +
@@ -95,11 +98,11 @@ def plot_history(history, *, title="", ghosts=(), num_epochs=None):
     for label, old in ghosts:
         _draw_curves(ax_loss, ax_acc, old, alpha=0.25, label=label)
     _draw_curves(ax_loss, ax_acc, history, alpha=1.0)
-    losses = [v for _, h in [*ghosts, ("", history)] for v in h.train_loss]
-    _set_loss_limits(ax_loss, losses)
-    ax_loss.set(xlabel="epoch", ylabel="train loss", xlim=(0.5, last + 0.5))
+    _set_loss_limits(ax_loss, _all_losses(history, ghosts))
+    ax_loss.set(xlabel="epoch", ylabel="loss", xlim=(0.5, last + 0.5))
     ax_acc.set(xlabel="epoch", ylabel="accuracy", xlim=(0.5, last + 0.5), ylim=(0, 1))
-    ax_acc.legend(loc="lower right", fontsize=8)
+    ax_loss.legend(loc="best", fontsize=8)
+    ax_acc.legend(loc="best", fontsize=8)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # whole epochs only
@@ -115,22 +118,27 @@ def plot_history(history, *, title="", ghosts=(), num_epochs=None):
 def _move_newest_curves(fig, history, ghosts):
     """Give the run drawn last by `plot_history` its new points, and refit the loss axis."""
     ax_loss, ax_acc = fig.axes
-    epochs = range(1, len(history.train_loss) + 1)
-    ax_loss.lines[-1].set_data(epochs, history.train_loss)
-    ax_acc.lines[-2].set_data(epochs, history.train_acc)
-    ax_acc.lines[-1].set_data(epochs, history.test_acc)
-    _set_loss_limits(ax_loss, [v for _, h in [*ghosts, ("", history)] for v in h.train_loss])
+    for ax, keys in ((ax_loss, ("train_loss", "test_loss")), (ax_acc, ("train_acc", "test_acc"))):
+        for line, key in zip(ax.lines[-2:], keys):
+            values = getattr(history, key)
+            line.set_data(range(1, len(values) + 1), values)
+    _set_loss_limits(ax_loss, _all_losses(history, ghosts))
+
+
+def _all_losses(history, ghosts):
+    return [v for h in [*(g for _, g in ghosts), history] for v in h.train_loss + h.test_loss]
 
 
 def _draw_curves(ax_loss, ax_acc, history, alpha, label=None):
-    epochs = range(1, len(history.train_loss) + 1)
-    ax_loss.plot(epochs, history.train_loss, "o-", ms=3, color=COLORS["train_loss"],
-                 alpha=alpha, label=label)
-    for key in ("train_acc", "test_acc"):
-        name = textwrap.fill(label, 40) if label else key.replace("_", " ")  # long knob lists
-        ax_acc.plot(epochs, getattr(history, key), "o-" if key == "test_acc" else "o--", ms=3,
-                    color=COLORS[key], alpha=alpha,
-                    label=name if (label is None or key == "test_acc") else None)
+    """Train (dashed) and test (solid) curves; a ghost's `label` goes on its test accuracy."""
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+        for split in ("train", "test"):
+            values = getattr(history, f"{split}_{metric}")
+            name = f"{split} {metric}" if label is None else None
+            if label is not None and ax is ax_acc and split == "test":
+                name = textwrap.fill(label, 40)               # long knob lists wrap
+            ax.plot(range(1, len(values) + 1), values, "o-" if split == "test" else "o--",
+                    ms=3, color=COLORS[split], alpha=alpha, label=name)
 
 
 def _set_loss_limits(ax, losses):
@@ -150,7 +158,8 @@ def _set_loss_limits(ax, losses):
 def compare_histories(runs, *, title=""):
     """Several runs on one figure: `runs` maps a label to its `History`.
 
-    Left: train loss; right: test accuracy (solid) and train accuracy (dashed).
+    Left: train loss; right: test accuracy (solid) and train accuracy (dashed). The legend
+    sits outside the axes, so it never hides a curve.
     """
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
@@ -164,7 +173,7 @@ def compare_histories(runs, *, title=""):
     _set_loss_limits(ax_loss, [v for h in runs.values() for v in h.train_loss])
     ax_loss.set(xlabel="epoch", ylabel="train loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (dashed: train)")
-    ax_loss.legend(fontsize=8)
+    fig.legend(*ax_loss.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # whole epochs only

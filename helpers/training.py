@@ -41,6 +41,7 @@ class History:
     train_loss: list = field(default_factory=list)
     train_acc: list = field(default_factory=list)
     test_acc: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)  # rises while test_acc sits still: overfitting
     seconds: list = field(default_factory=list)   # wall time per epoch, evaluation included
     num_epochs: int = 0          # epochs asked for (more than were run if training stopped)
     diverged: bool = False       # the loss became inf/nan or exploded; training stopped
@@ -59,20 +60,23 @@ class History:
 
 def evaluate_accuracy(net, data_iter):
     """Fraction of examples in `data_iter` that `net` classifies correctly."""
-    correct, total = _count_correct(net, data_iter)
+    correct, _, total = _evaluate(net, data_iter)
     return float(correct) / total
 
 
-def _count_correct(net, data_iter):
-    """Correct predictions (a tensor, left on the device) and the number of examples."""
+def _evaluate(net, data_iter, loss=None):
+    """Correct predictions and summed `loss` (tensors, left on the device), and the count."""
     if isinstance(net, nn.Module):
         net.eval()
-    correct, total = 0, 0
+    correct, loss_sum, total = 0, 0, 0
     with torch.no_grad():
         for X, y in data_iter:
-            correct = correct + (net(X).argmax(dim=1) == y).sum()
+            y_hat = net(X)
+            correct = correct + (y_hat.argmax(dim=1) == y).sum()
+            if loss is not None:
+                loss_sum = loss_sum + loss(y_hat, y).mean() * y.numel()
             total += y.numel()
-    return torch.as_tensor(correct), total
+    return torch.as_tensor(correct), torch.as_tensor(loss_sum, dtype=torch.float32), total
 
 
 def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None, plot=True):
@@ -81,13 +85,16 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
     - `net`: an `nn.Module`, or a plain function of `X` (its parameters are yours to place).
     - `loss`: e.g. `nn.CrossEntropyLoss(reduction="none")`; we backpropagate the batch mean,
       so `"none"` and `"mean"` give the same training.
-    - `updater`: a `torch.optim.Optimizer`, or a function `updater(batch_size)` that steps
-      the parameters from their `.grad` and zeroes them (the loss is already a batch mean).
+    - `updater`: a `torch.optim.Optimizer` or any object with the same `zero_grad()` and
+      `step()` (a from-scratch SGD), or a function `updater(batch_size)` that steps the
+      parameters from their `.grad` and zeroes them (the loss is already a batch mean).
     - `plot`: True draws a `LivePlot`; False draws nothing; any object with an
       `update(history)` method (e.g. a `LivePlot` you made) is called after every epoch.
 
-    `history.train_acc` is counted on the fly during each epoch, in training mode: with
-    dropout it is the accuracy of the thinned network, lower than `evaluate_accuracy` gives.
+    `history.train_loss` and `train_acc` are counted on the fly during each epoch, in
+    training mode: with dropout they describe the thinned network, so the accuracy is lower
+    than `evaluate_accuracy` gives. `test_loss` and `test_acc` are measured after each
+    epoch, in evaluation mode.
 
     If the loss becomes inf/nan or grows past 10x the first batch's loss, training stops,
     `history.diverged` is set and one line is printed; nothing is raised. Numbers stay on
@@ -111,10 +118,10 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
         loss_sum, correct, worst = torch.zeros(3, device=device)
         seen = 0
         for X, y in train_iter:
-            X, y = X.to(device), y.to(device)
-            y_hat = net(X)
+            X, y = X.to(device), y.to(device)    # no-op for our preloaded data; a DataLoader
+            y_hat = net(X)                        # (as in benchmarks/) yields CPU tensors
             batch_loss = loss(y_hat, y).mean()
-            if isinstance(updater, torch.optim.Optimizer):
+            if hasattr(updater, "step"):          # torch.optim, or a scratch class like it
                 updater.zero_grad()
                 batch_loss.backward()
                 updater.step()
@@ -130,9 +137,10 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
             seen += y.numel()
             if on_cpu and _exploded(float(worst), float(first_loss)):
                 break                                # no need to finish a lost epoch
-        test_correct, test_total = _count_correct(net, test_iter)
-        loss_value, correct_value, worst_value, first_value, test_value = torch.stack(
-            [loss_sum, correct, worst, first_loss, test_correct.to(device)]).tolist()
+        test_correct, test_loss_sum, test_total = _evaluate(net, test_iter, loss)
+        loss_value, correct_value, worst_value, first_value, test_value, test_loss_value = (
+            torch.stack([loss_sum, correct, worst, first_loss, test_correct.to(device),
+                         test_loss_sum.to(device)]).tolist())
         seconds = time.perf_counter() - start      # after .tolist(): the GPU has finished too
         if _exploded(worst_value, first_value):
             history.diverged = True
@@ -143,6 +151,7 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
         history.train_loss.append(loss_value / seen)
         history.train_acc.append(correct_value / seen)
         history.test_acc.append(test_value / test_total)
+        history.test_loss.append(test_loss_value / test_total)
         history.seconds.append(seconds)
         if plot:
             plot.update(history)

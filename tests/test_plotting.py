@@ -14,8 +14,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def history(n=3, loss=(2.0, 1.0, 0.5), message=""):
     return History(train_loss=list(loss[:n]), train_acc=[0.3, 0.6, 0.8][:n],
-                   test_acc=[0.3, 0.55, 0.7][:n], seconds=[1.0] * n, num_epochs=5,
-                   message=message)
+                   test_acc=[0.3, 0.55, 0.7][:n], test_loss=[2.2, 1.3, 1.4][:n],
+                   seconds=[1.0] * n, num_epochs=5, message=message)
 
 
 def test_loss_limits_contain_every_finite_loss():
@@ -104,7 +104,27 @@ def test_liveplot_moves_the_curves_of_the_figure_it_built():
     fig = plot.fig
     plot.update(history(3))
     assert plot.fig is fig                                  # built once, then updated
-    loss_line = fig.axes[0].lines[-1]
-    assert list(loss_line.get_ydata()) == [2.0, 1.0, 0.5]
+    train_loss, test_loss = fig.axes[0].lines[-2:]
+    assert list(train_loss.get_ydata()) == [2.0, 1.0, 0.5]
+    assert list(test_loss.get_ydata()) == [2.2, 1.3, 1.4]
     assert list(fig.axes[1].lines[-1].get_ydata()) == [0.3, 0.55, 0.7]
-    assert fig.axes[0].get_ylim()[1] >= 2.0                 # the loss axis was refitted
+    assert fig.axes[0].get_ylim()[1] >= 2.2                 # the loss axis was refitted
+
+
+def test_plot_history_draws_train_dashed_and_test_solid_in_both_panels():
+    fig = plot_history(history(3))
+    for ax, metric in zip(fig.axes, ("loss", "acc")):
+        styles = {line.get_label(): line.get_linestyle() for line in ax.get_lines()}
+        assert styles == {f"train {metric}": "--", f"test {metric}": "-"}
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == list(styles)
+
+
+def test_compare_histories_keeps_its_legend_off_the_axes():
+    fig = compare_histories({f"run {i}": history(3) for i in range(7)})
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [f"run {i}" for i in range(7)]
+    fig.canvas.draw()
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent())
+        assert ax.get_legend() is None

@@ -126,6 +126,52 @@ def test_plain_function_net_and_function_updater():
     assert len(seen_batch_sizes) == 2 * 8
 
 
+def test_test_loss_is_the_mean_loss_over_the_test_set_after_each_epoch():
+    net, h = run(epochs=2)
+    _, test_iter = small_data(batch_size=999)          # other batches: same mean
+    net.eval()
+    with torch.no_grad():
+        expected = torch.cat([nn.functional.cross_entropy(net(X), y, reduction="none")
+                              for X, y in test_iter]).mean().item()
+    assert len(h.test_loss) == 2
+    assert h.test_loss[-1] == pytest.approx(expected, rel=1e-5)
+    assert h.test_loss[-1] != pytest.approx(h.train_loss[-1], rel=1e-3)
+
+
+def test_scratch_optimizer_with_step_and_zero_grad_is_used_like_torch_optim():
+    class SGD:
+        def __init__(self, params, lr):
+            self.params, self.lr, self.calls = list(params), lr, []
+
+        def zero_grad(self):
+            self.calls.append("zero_grad")
+            for p in self.params:
+                p.grad = None
+
+        def step(self):
+            self.calls.append("step")
+            with torch.no_grad():
+                for p in self.params:
+                    p -= self.lr * p.grad
+
+    set_seed(0)
+    ours = mlp()
+    theirs = mlp()
+    theirs.load_state_dict(ours.state_dict())
+    train_iter, test_iter = small_data()
+    scratch = SGD(ours.parameters(), lr=0.1)
+    set_seed(1)
+    h_ours = train(ours, train_iter, test_iter, nn.CrossEntropyLoss(), 2, scratch, plot=False)
+    set_seed(1)
+    h_theirs = train(theirs, train_iter, test_iter, nn.CrossEntropyLoss(), 2,
+                     torch.optim.SGD(theirs.parameters(), lr=0.1), plot=False)
+    assert scratch.calls[:4] == ["zero_grad", "step", "zero_grad", "step"]
+    assert len(scratch.calls) == 2 * 2 * len(train_iter)
+    torch.testing.assert_close(h_ours.train_loss, h_theirs.train_loss)
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(p, q)
+
+
 def test_evaluate_accuracy_counts_exactly():
     _, test_iter = load_fashion_mnist(1000, device="cpu")
     y_all = test_iter.y
