@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import load_fashion_mnist, set_seed, train
+from helpers import load_fashion_mnist, network_health, set_seed, train
 
 SEEDS = (0, 1, 2)
 GRID = torch.arange(-600, 601) / 100      # -6 ... 6 in steps of 0.01, with 0.0 exactly
@@ -174,6 +174,14 @@ def test_gelu_and_silu_dip_below_zero():
         assert -0.3 < low < 0
 
 
+def test_gelu_and_silu_slopes_overshoot_one():
+    x = GRID.double()
+    for fn_grad in (gelu_grad, silu_grad):
+        assert 1.05 < fn_grad(x).max() < 1.2
+    # GELU's slope peaks exactly at sqrt(2), where gelu''(x) = pdf(x) (2 - x^2) vanishes
+    assert abs(x[gelu_grad(x).argmax()] - math.sqrt(2)) < 0.01
+
+
 # --- why nonlinearity ---
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -300,6 +308,26 @@ def test_deep_dead_relus_are_set_by_their_bias(seed, fixed_batch):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_dead_relu_inputs_sit_where_the_smooth_family_has_slope(seed, fixed_batch):
+    set_seed(seed)
+    z = pre_activations(make_mlp("relu", hidden_layers=4), fixed_batch[0].cpu())[-1]
+    lowest = z[:, (z <= 0).all(dim=0)].min()
+    assert lowest > -1       # on [-1, 0] every slope below rises with z: its minimum is here
+    for slope in (leaky_relu_grad(lowest, 0.1), elu_grad(lowest), gelu_grad(lowest),
+                  silu_grad(lowest)):
+        assert slope >= 0.1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_relu_gradient_shrinks_towards_the_first_layer(seed, fixed_batch):
+    X, y = (t.cpu() for t in fixed_batch)
+    set_seed(seed)
+    health = network_health(make_mlp("relu", hidden_layers=4), X, y)
+    grad_std = [s.grad_std for s in health if s.name == "ReLU"]
+    assert grad_std[0] < grad_std[-1] / 5
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_sigmoid_starves_the_first_layer(seed, fixed_batch):
     X, y = (t.cpu() for t in fixed_batch)
     first_layer_grad = {}
@@ -334,6 +362,11 @@ def test_sigmoid_trains_slowest_and_tanh_elu_start_fastest(seed, small_data):
     assert all(h.test_acc[0] > 0.5 for name, h in histories.items() if name != "sigmoid")
     first_loss = {name: h.train_loss[0] for name, h in histories.items()}
     assert set(sorted(first_loss, key=first_loss.get)[:2]) == {"tanh", "elu"}
+    # test accuracy wobbles by several points between epochs, while training loss falls
+    drops = [a - b for name, h in histories.items() if name != "sigmoid"
+             for a, b in zip(h.test_acc, h.test_acc[1:])]
+    assert max(drops) > 0.02
+    assert all(a > b for h in histories.values() for a, b in zip(h.train_loss, h.train_loss[1:]))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
