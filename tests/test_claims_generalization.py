@@ -56,10 +56,28 @@ def fit(X, y, *, lr, num_steps, lam=0.0, init=None):
     return w, b
 
 
+def with_bias_column(X):
+    return torch.cat([torch.ones(len(X), 1, dtype=X.dtype), X], dim=1)
+
+
 def solve_exact(X, y):
-    A = torch.cat([torch.ones(len(X), 1, dtype=X.dtype), X], dim=1)
-    solution = torch.linalg.lstsq(A, y[:, None], driver="gelsd").solution[:, 0]
-    return solution[1:], solution[0]
+    """Least squares on unit-length columns (the notebook's `solve_exact`): w, b and the rank."""
+    A = with_bias_column(X)
+    scale = A.norm(dim=0)
+    result = torch.linalg.lstsq(A / scale, y[:, None], driver="gelsd")
+    solution = result.solution[:, 0] / scale
+    return solution[1:], solution[0], result.rank.item()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_unit_length_columns_let_lstsq_use_every_direction(seed):
+    """As is, the degree-20 matrix is beyond float64 and lstsq drops directions; scaled, not."""
+    x_train, y_train, _, _ = make_poly_data(seed)
+    A = with_bias_column(poly_features(x_train, 20))
+    assert torch.linalg.cond(A) > 1e16                         # beyond float64's 16 digits
+    assert torch.linalg.lstsq(A, y_train[:, None], driver="gelsd").rank < 21
+    for degree in range(21):
+        assert solve_exact(poly_features(x_train, degree), y_train)[2] == degree + 1
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -70,7 +88,7 @@ def test_degree_20_has_higher_test_loss_than_degree_3(seed):
         X, X_test = poly_features(x_train, degree), poly_features(x_test, degree)
         w, b = fit(X, y_train, lr=0.2, num_steps=4000)              # trained as in the notebook
         test_loss["gd", degree] = squared_loss(X_test @ w + b, y_test).item()
-        w, b = solve_exact(X, y_train)                               # trained to the end
+        w, b, _ = solve_exact(X, y_train)                            # trained to the end
         test_loss["exact", degree] = squared_loss(X_test @ w + b, y_test).item()
         train_loss[degree] = squared_loss(X @ w + b, y_train).item()
     assert test_loss["gd", 20] > test_loss["gd", 3]
@@ -121,6 +139,39 @@ def test_scratch_and_concise_weight_decay_agree(seed):
             optimizer.step()
         torch.testing.assert_close(net.weight.detach()[0], w)
         torch.testing.assert_close(net.bias.detach()[0], b)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_with_momentum_weight_decay_is_still_the_penalty(seed):
+    """PyTorch adds lam * w to the gradient before the momentum step, as the penalty would."""
+    X_tr, y_tr, _, _, init_net = make_high_dim_data(seed)
+    lam = 3.0
+    net_decay, net_penalty = copy.deepcopy(init_net), copy.deepcopy(init_net)
+    opt_decay = torch.optim.SGD([{"params": [net_decay.weight], "weight_decay": lam},
+                                 {"params": [net_decay.bias]}], lr=0.03, momentum=0.9)
+    opt_penalty = torch.optim.SGD(net_penalty.parameters(), lr=0.03, momentum=0.9)
+    for _ in range(200):
+        for net, optimizer, penalty in [(net_decay, opt_decay, 0.0),
+                                        (net_penalty, opt_penalty, lam)]:
+            loss = squared_loss(net(X_tr)[:, 0], y_tr) + penalty / 2 * (net.weight**2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    torch.testing.assert_close(net_decay.weight, net_penalty.weight)
+    torch.testing.assert_close(net_decay.bias, net_penalty.bias)
+
+
+@pytest.mark.parametrize(("lr", "lam", "beta"), [(0.02, 0.01, 0.9), (0.1, 0.001, 0.5)])
+def test_with_momentum_each_step_shrinks_by_about_lr_lam_over_one_minus_beta(lr, lam, beta):
+    p = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.SGD([p], lr=lr, momentum=beta, weight_decay=lam)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (0 * p).sum().backward()
+        optimizer.step()
+    before = p.item()
+    optimizer.step()
+    torch.testing.assert_close(1 - p.item() / before, lr * lam / (1 - beta), rtol=0.05, atol=0)
 
 
 # ------------------------------------------------------------------------------ dropout (05)
@@ -174,14 +225,29 @@ def test_dropout_is_the_identity_in_eval_mode_and_scales_in_train_mode(p):
     torch.testing.assert_close(Y[kept], X[kept] / (1 - p))
 
 
-def test_dropout_narrows_the_train_test_gap_on_a_small_training_set():
-    """Notebook 05's setup: 784-256-256-10, 1,000 training images, 30 epochs, 3 seeds.
+# ---------------------------------------- the 1,000-image MLP runs (04 section 9, 05 section 7)
 
-    The gap is the full network's accuracy (eval mode) on the training images minus its test
-    accuracy, averaged over the last five epochs and the three seeds.
+CONFIGS = {   # dropout1, dropout2, weight decay (on the weights only)
+    "plain": (0.0, 0.0, 0.0),
+    "weight decay": (0.0, 0.0, 0.01),                 # notebook 04
+    "dropout": (0.2, 0.5, 0.0),                       # notebook 05
+    "dropout + weight decay": (0.2, 0.5, 0.005),      # notebook 05
+}
+
+
+@pytest.fixture(scope="module")
+def mlp_runs():
+    """The notebooks' setup: 784-256-256-10, 1,000 training images, all 10,000 test images,
+    SGD with momentum 0.9, lr 0.02, batch 32, 30 epochs, seeds 0, 1, 2.
+
+    Per configuration, averaged over the seeds: accuracies and gap over the last five epochs
+    (training accuracy of the full network in eval mode, and as `train` logs it), the lowest
+    point of the mean test-loss curve and the test loss over the last five epochs, and, from
+    the final networks, the weight norm and the confidence on wrong test answers.
     """
     _, test_iter = load_fashion_mnist(1000)
     train_eval_iter, _ = load_fashion_mnist(1000, num_train=1000)
+    images, labels = (torch.cat(parts) for parts in zip(*test_iter))
 
     class TrainSetAccuracy:
         def __init__(self, net):
@@ -190,22 +256,68 @@ def test_dropout_narrows_the_train_test_gap_on_a_small_training_set():
         def update(self, history):
             self.values.append(evaluate_accuracy(self.net, train_eval_iter))
 
-    def mean_gap(dropout1, dropout2):
-        gaps = []
-        for seed in SEEDS:
-            set_seed(seed)
-            train_iter, _ = load_fashion_mnist(32, num_train=1000)
-            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(dropout1),
-                                nn.Linear(256, 256), nn.ReLU(), nn.Dropout(dropout2),
-                                nn.Linear(256, 10))
-            recorder = TrainSetAccuracy(net)
-            optimizer = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
-            history = train(net, train_iter, test_iter, nn.CrossEntropyLoss(), 30, optimizer,
-                            plot=recorder)
-            train_acc = torch.tensor(recorder.values[-5:])
-            gaps.append((train_acc - torch.tensor(history.test_acc[-5:])).mean().item())
-        return sum(gaps) / len(gaps)
+    def one_run(dropout1, dropout2, weight_decay, seed):
+        set_seed(seed)
+        train_iter, _ = load_fashion_mnist(32, num_train=1000)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(dropout1),
+                            nn.Linear(256, 256), nn.ReLU(), nn.Dropout(dropout2),
+                            nn.Linear(256, 10))
+        weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+        biases = [p for name, p in net.named_parameters() if name.endswith("bias")]
+        optimizer = torch.optim.SGD([{"params": weights, "weight_decay": weight_decay},
+                                     {"params": biases}], lr=0.02, momentum=0.9)
+        recorder = TrainSetAccuracy(net)
+        history = train(net, train_iter, test_iter, nn.CrossEntropyLoss(), 30, optimizer,
+                        plot=recorder)
+        net.eval()
+        with torch.no_grad():
+            top_prob, top_class = torch.softmax(net(images), dim=1).max(dim=1)
+        return {"train_acc": torch.tensor(recorder.values),
+                "logged_train_acc": torch.tensor(history.train_acc),
+                "test_acc": torch.tensor(history.test_acc),
+                "test_loss": torch.tensor(history.test_loss),
+                "norm": torch.cat([w.detach().flatten() for w in weights]).norm().item(),
+                "confidence": top_prob[top_class != labels].mean().item()}
 
-    without, with_dropout = mean_gap(0.0, 0.0), mean_gap(0.2, 0.5)
-    assert without > 0.1                  # the setup does overfit
-    assert with_dropout < without
+    results = {}
+    for label, config in CONFIGS.items():
+        runs = [one_run(*config, seed) for seed in SEEDS]
+        per_epoch = {key: torch.stack([r[key] for r in runs])
+                     for key in ("train_acc", "logged_train_acc", "test_acc", "test_loss")}
+        last5 = {key: values[:, -5:].mean().item() for key, values in per_epoch.items()}
+        lowest = per_epoch["test_loss"].mean(0).min().item()
+        results[label] = {
+            "train": last5["train_acc"], "logged": last5["logged_train_acc"],
+            "test": last5["test_acc"], "gap": last5["train_acc"] - last5["test_acc"],
+            "lowest": lowest, "end": last5["test_loss"], "rise": last5["test_loss"] - lowest,
+            "norm": sum(r["norm"] for r in runs) / len(runs),
+            "confidence": sum(r["confidence"] for r in runs) / len(runs),
+        }
+    return results
+
+
+def test_the_plain_mlp_overfits_and_its_test_loss_climbs_back(mlp_runs):
+    plain = mlp_runs["plain"]
+    assert plain["train"] > 0.9 and plain["gap"] > 0.1       # by accuracy
+    assert plain["rise"] > 0.1                                # by test loss
+
+
+def test_weight_decay_narrows_the_gap_and_stops_the_climb_but_not_the_accuracy(mlp_runs):
+    plain, decay = mlp_runs["plain"], mlp_runs["weight decay"]
+    assert decay["gap"] < plain["gap"] - 0.02
+    assert decay["test"] < plain["test"] + 0.01               # no better test accuracy
+    assert decay["rise"] < plain["rise"] / 2                  # the test loss stays near its best
+    assert abs(decay["lowest"] - plain["lowest"]) < 0.05      # about the same lowest point
+    assert decay["norm"] < plain["norm"] / 1.5                # smaller weights ...
+    assert decay["confidence"] < plain["confidence"] - 0.05   # ... less sure when wrong
+
+
+def test_dropout_narrows_the_gap_and_slows_the_climb(mlp_runs):
+    plain, dropout, both = (mlp_runs[k] for k in ("plain", "dropout", "dropout + weight decay"))
+    assert dropout["gap"] < plain["gap"] - 0.01 and both["gap"] < plain["gap"] - 0.01
+    assert dropout["logged"] < dropout["train"] - 0.01        # logged with dropout on: too low
+    assert dropout["rise"] < 0.75 * plain["rise"]
+    assert both["rise"] < plain["rise"] / 2
+    assert dropout["end"] < plain["end"] - 0.05 and both["end"] < plain["end"] - 0.05
+    test_accs = [plain["test"], dropout["test"], both["test"]]
+    assert max(test_accs) - min(test_accs) < 0.015            # test accuracy: about the same
