@@ -16,11 +16,12 @@ SEEDS = [0, 1, 2]
 WIDTH = 256
 
 
-def deep_mlp(depth, activation, init_std=None):
+def deep_mlp(depth, activation, init_std=None, scale=1.0):
     """784 -> depth x (Linear(WIDTH), activation) -> 10.
 
     `init_std`: a number (weights N(0, std^2)), "kaiming" (N(0, 2/n_in)), or None for
-    PyTorch's default; with a chosen std the biases start at zero.
+    PyTorch's default; with a chosen std the biases start at zero. `scale` multiplies the
+    chosen std.
     """
     layers, n_in = [nn.Flatten()], 784
     for _ in range(depth):
@@ -30,7 +31,7 @@ def deep_mlp(depth, activation, init_std=None):
     for layer in layers:
         if isinstance(layer, nn.Linear) and init_std is not None:
             std = math.sqrt(2 / layer.in_features) if init_std == "kaiming" else init_std
-            nn.init.normal_(layer.weight, 0.0, std)
+            nn.init.normal_(layer.weight, 0.0, std * scale)
             nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
 
@@ -44,6 +45,22 @@ def fixed_batch(seed, batch_size=256):
 
 def activation_stds(stats):
     return [s.std for s in stats if s.kind == "activation"]
+
+
+def activations(stats):
+    return [s for s in stats if s.kind == "activation"]
+
+
+def cosine_similarity(h):
+    """Mean cosine similarity between the rows of h (one row per image), over all pairs."""
+    u = nn.functional.normalize(h.reshape(len(h), -1).double(), dim=1)
+    n = len(u)
+    return (((u @ u.T).sum() - n) / (n * (n - 1))).item()
+
+
+def per_layer_factor(values):
+    """Geometric-mean factor from one layer to the next."""
+    return (values[-1] / values[0]) ** (1 / (len(values) - 1))
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -75,6 +92,61 @@ def test_deep_sigmoid_net_first_layer_gradient_is_over_10x_smaller_than_last(see
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_deep_sigmoid_net_grad_data_ratio_falls_hundreds_of_millions_about_7x_per_layer(seed):
+    # the notebook: "about 7x per layer" (theory 4 * sqrt(3) = 6.9), "hundreds of millions"
+    X, y = fixed_batch(seed)
+    set_seed(seed)
+    stats = network_health(deep_mlp(10, nn.Sigmoid), X, y)    # PyTorch's default init
+    ratios = [s.grad_data_ratio for s in stats if s.grad_data_ratio is not None]
+    assert ratios[0] < ratios[-1] / 1e8, (ratios[0], ratios[-1])
+    factor = per_layer_factor([s.grad_std for s in activations(stats)])
+    assert 5 < factor < 10, factor
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_saturated_tanh_net_still_explodes_gradient_backwards(seed):
+    X, y = fixed_batch(seed)
+    set_seed(seed)
+    acts = activations(network_health(deep_mlp(10, nn.Tanh, 1.0), X, y))
+    assert min(s.saturated for s in acts) > 0.8
+    assert acts[0].grad_std > 1000 * acts[-1].grad_std, (acts[0].grad_std, acts[-1].grad_std)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pytorch_default_deep_relu_net_forgets_the_input(seed):
+    # at layer 10 each unit gives nearly the same value for every image
+    X, y = fixed_batch(seed)
+    set_seed(seed)
+    outputs = [s.output.double() for s in activations(network_health(deep_mlp(10, nn.ReLU), X))]
+    across_images = [h.std(dim=0).mean().item() for h in outputs]
+    last = outputs[-1]
+    assert across_images[-1] < last.std().item() / 100, (across_images[-1], last.std())
+    assert 0.3 < per_layer_factor(across_images) < 0.5       # theory: sqrt(1/3 * 1/2) = 0.41
+    assert cosine_similarity(last) > 0.999
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kaiming_relu_images_look_more_alike_with_depth(seed):
+    X, y = fixed_batch(seed)
+    set_seed(seed)
+    acts = activations(network_health(deep_mlp(20, nn.ReLU, "kaiming"), X))
+    cosines = [cosine_similarity(s.output) for s in acts]
+    assert cosines[-1] > cosines[0] + 0.1, cosines
+    assert acts[-1].dead > acts[0].dead + 0.1
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("scale", [0.8, 1.25])
+def test_scaled_kaiming_std_ratio_over_40_layers_is_about_scale_to_the_39(seed, scale):
+    # exercise 2's hint: last layer / first layer is about scale ** 39
+    X, y = fixed_batch(seed)
+    set_seed(seed)
+    stds = activation_stds(network_health(deep_mlp(40, nn.ReLU, "kaiming", scale), X))
+    ratio = stds[-1] / stds[0]
+    assert scale ** 39 / 2 < ratio < scale ** 39 * 2, (ratio, scale ** 39)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_constant_init_keeps_hidden_units_identical_while_training(seed):
     train_iter, _ = load_fashion_mnist(128)
     set_seed(seed)
@@ -94,3 +166,18 @@ def test_constant_init_keeps_hidden_units_identical_while_training(seed):
     torch.testing.assert_close(W1, W1[:1].expand_as(W1), rtol=0, atol=1e-6)
     torch.testing.assert_close(net[1].bias, net[1].bias[:1].expand(32), rtol=0, atol=1e-6)
     torch.testing.assert_close(W2, W2[:, :1].expand_as(W2), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_init_gives_each_hidden_unit_its_own_change(seed):
+    train_iter, _ = load_fashion_mnist(128)
+    set_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 10))
+    start = net[1].weight.detach().clone()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _, (X, y) in zip(range(20), train_iter):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(X.cpu()), y.cpu()).backward()
+        optimizer.step()
+    change = net[1].weight.detach() - start
+    assert (change - change[0]).abs().max() > 0.01
