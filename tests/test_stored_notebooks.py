@@ -69,3 +69,30 @@ def test_every_playground_has_a_static_result(path):
     assert len(images_at) >= 3, f"{path.name}: fewer than 3 stored figures"
     for i in widget_at:
         assert any(j > i for j in images_at), f"{path.name}: no figure after a playground"
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_relative_links_point_to_files_that_exist(path):
+    nb = nbformat.read(path, as_version=4)
+    broken = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for target in MARKDOWN_LINK.findall(cell.source):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue                                   # web links and in-page anchors
+            file = target.split("#")[0]
+            if not (path.parent / file).exists():
+                broken.append(f"cell {i}: {target}")
+    assert not broken, f"{path.name}: broken links: " + "; ".join(broken)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_by_pointing_to_the_next_one(path):
+    last = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"][-1]
+    later = NOTEBOOKS[NOTEBOOKS.index(path) + 1:]
+    expected = f"]({later[0].name})" if later else "](../README.md#the-notebooks)"
+    assert expected in last.source, f"{path.name}: the last cell should link to {expected[2:-1]}"
