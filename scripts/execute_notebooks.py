@@ -46,7 +46,8 @@ def execute(path, device="cpu", timeout=600):
     try:
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}},
-                                store_widget_state=True)
+                                store_widget_state=True,
+                                coalesce_streams=True)   # one block per cell, as Jupyter shows it
         start = time.perf_counter()
         client.execute()
         seconds = time.perf_counter() - start

@@ -96,3 +96,17 @@ def test_notebook_ends_by_pointing_to_the_next_one(path):
     later = NOTEBOOKS[NOTEBOOKS.index(path) + 1:]
     expected = f"]({later[0].name})" if later else "](../README.md#the-notebooks)"
     assert expected in last.source, f"{path.name}: the last cell should link to {expected[2:-1]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_printed_text_is_one_block_per_cell(path):
+    """A web viewer draws each stored stream output as its own block: a line printed in two
+    parts (`print(label, end=" ")`, then the rest) must be stored as one output to read right."""
+    split = []
+    for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        outputs = cell.get("outputs", [])
+        for a, b in zip(outputs, outputs[1:]):
+            if a.output_type == b.output_type == "stream" and a.name == b.name:
+                split.append(f"cell {i}")
+                break
+    assert not split, f"{path.name}: stream outputs not coalesced in {split}; {FIX}"
