@@ -126,7 +126,9 @@ def _move_newest_curves(fig, history, ghosts):
 
 
 def _all_losses(history, ghosts):
-    return [v for h in [*(g for _, g in ghosts), history] for v in h.train_loss + h.test_loss]
+    """Every train and test loss of this run and the ghosts (to fit the loss axis)."""
+    runs = [h for _, h in ghosts] + [history]
+    return [v for h in runs for v in h.train_loss + h.test_loss]
 
 
 def _draw_curves(ax_loss, ax_acc, history, alpha, label=None):
@@ -134,9 +136,10 @@ def _draw_curves(ax_loss, ax_acc, history, alpha, label=None):
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
         for split in ("train", "test"):
             values = getattr(history, f"{split}_{metric}")
-            name = f"{split} {metric}" if label is None else None
-            if label is not None and ax is ax_acc and split == "test":
-                name = textwrap.fill(label, 40)               # long knob lists wrap
+            if label is None:
+                name = f"{split} {metric}"
+            else:        # a ghost is named once, on its test accuracy; long knob lists wrap
+                name = textwrap.fill(label, 40) if (ax is ax_acc and split == "test") else None
             ax.plot(range(1, len(values) + 1), values, "o-" if split == "test" else "o--",
                     ms=3, color=COLORS[split], alpha=alpha, label=name)
 
@@ -168,7 +171,7 @@ def compare_histories(runs, *, title=""):
         epochs = range(1, len(h.train_loss) + 1)
         note = " (diverged)" if h.diverged else " (stalled)" if h.stalled else ""
         ax_loss.plot(epochs, h.train_loss, "o-", ms=3, color=color, label=label + note)
-        ax_acc.plot(epochs, h.test_acc, "o-", ms=3, color=color, label=f"{label} test")
+        ax_acc.plot(epochs, h.test_acc, "o-", ms=3, color=color)
         ax_acc.plot(epochs, h.train_acc, "--", color=color, alpha=0.6)
     _set_loss_limits(ax_loss, [v for h in runs.values() for v in h.train_loss])
     ax_loss.set(xlabel="epoch", ylabel="train loss")

@@ -118,8 +118,9 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
         loss_sum, correct, worst = torch.zeros(3, device=device)
         seen = 0
         for X, y in train_iter:
-            X, y = X.to(device), y.to(device)    # no-op for our preloaded data; a DataLoader
-            y_hat = net(X)                        # (as in benchmarks/) yields CPU tensors
+            # A no-op for our preloaded batches; a DataLoader (as in benchmarks/) gives CPU ones.
+            X, y = X.to(device), y.to(device)
+            y_hat = net(X)
             batch_loss = loss(y_hat, y).mean()
             if hasattr(updater, "step"):          # torch.optim, or a scratch class like it
                 updater.zero_grad()

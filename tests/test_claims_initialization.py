@@ -81,11 +81,16 @@ def test_small_normal_init_shrinks_relu_activations_100x_by_layer_10(seed):
     assert stds[9] < stds[0] / 100, (stds[0], stds[9])
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_deep_sigmoid_net_first_layer_gradient_is_over_10x_smaller_than_last(seed):
+def deep_sigmoid_stats(seed):
+    """Per-layer health of the notebook's 10-layer sigmoid MLP (PyTorch's default init)."""
     X, y = fixed_batch(seed)
     set_seed(seed)
-    stats = network_health(deep_mlp(10, nn.Sigmoid), X, y)    # PyTorch's default init
+    return network_health(deep_mlp(10, nn.Sigmoid), X, y)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_deep_sigmoid_net_first_layer_gradient_is_over_10x_smaller_than_last(seed):
+    stats = deep_sigmoid_stats(seed)
     grads = [s.weight_grad_std for s in stats if s.weight_grad_std is not None]
     assert len(grads) == 11
     assert grads[0] < grads[-1] / 10, (grads[0], grads[-1])
@@ -94,9 +99,7 @@ def test_deep_sigmoid_net_first_layer_gradient_is_over_10x_smaller_than_last(see
 @pytest.mark.parametrize("seed", SEEDS)
 def test_deep_sigmoid_net_grad_data_ratio_falls_hundreds_of_millions_about_7x_per_layer(seed):
     # the notebook: "about 7x per layer" (theory 4 * sqrt(3) = 6.9), "hundreds of millions"
-    X, y = fixed_batch(seed)
-    set_seed(seed)
-    stats = network_health(deep_mlp(10, nn.Sigmoid), X, y)    # PyTorch's default init
+    stats = deep_sigmoid_stats(seed)
     ratios = [s.grad_data_ratio for s in stats if s.grad_data_ratio is not None]
     assert ratios[0] < ratios[-1] / 1e8, (ratios[0], ratios[-1])
     factor = per_layer_factor([s.grad_std for s in activations(stats)])
