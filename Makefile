@@ -4,6 +4,8 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 # JupyterLab refuses to start as root (e.g. in a container) unless told it may
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# Project-local defaults (jupyter/labconfig): no news pop-up; the user's own config untouched
+LAB_ENV  := JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))"
 
 .PHONY: lab test setup notebooks time-notebooks benchmark gpu-check clean
 
@@ -16,7 +18,7 @@ $(BIN)/activate: pyproject.toml
 setup: $(BIN)/activate                ## create or reuse .venv with everything installed
 
 lab: setup                            ## open JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
+	$(LAB_ENV) $(BIN)/jupyter lab notebooks/ $(LAB_ARGS)
 
 test: setup                           ## lint, unit tests, claims, stored notebooks, nbval, browser
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
 """Shared helpers for the notebooks: data, training, plotting and the training playground."""
 
-from helpers.data import TEXT_LABELS, load_fashion_mnist, text_labels
+from helpers.data import TEXT_LABELS, BrokenDataError, load_fashion_mnist, text_labels
+from helpers.device import default_device
 from helpers.diagnostics import (
     LayerStats,
     format_health,
@@ -19,11 +20,11 @@ from helpers.plotting import (
     plot_history,
     show_images,
 )
-from helpers.training import History, default_device, evaluate_accuracy, set_seed, train
+from helpers.training import History, evaluate_accuracy, set_seed, train
 from helpers.widgets import figure_controls, training_controls
 
 __all__ = [
-    "TEXT_LABELS", "History", "LivePlot", "compare_histories", "default_device",
+    "TEXT_LABELS", "BrokenDataError", "History", "LivePlot", "compare_histories", "default_device",
     "evaluate_accuracy", "figure_controls", "figure_to_png", "load_fashion_mnist", "plot_function",
     "plot_history", "set_seed", "show_images", "text_labels", "train", "training_controls",
     # network health (helpers/diagnostics.py)

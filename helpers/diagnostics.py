@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
+from helpers.plotting import DPI, LEGEND_FONT
+
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.SiLU,
                nn.Softplus, nn.Hardtanh)
 TANH_SATURATED = 0.97       # |tanh(z)| above this: tanh'(z) < 0.06, the unit barely learns
@@ -202,7 +204,7 @@ def plot_health(stats, *, title=""):
     """
     acts = [s for s in stats if s.kind == "activation"] or stats
     weights = [s for s in stats if s.weight_std is not None]
-    fig = Figure(figsize=(9, 5.2), layout="constrained")
+    fig = Figure(figsize=(8.4, 5.0), dpi=DPI, layout="constrained")
     (ax_std, ax_bad), (ax_grad, ax_ratio) = fig.subplots(2, 2)
     label = f"{acts[0].name} layer" if len({s.name for s in acts}) == 1 else "layer"
 
@@ -220,7 +222,7 @@ def plot_health(stats, *, title=""):
     if all(v is None for v in saturated + dead):
         _note(ax_bad, f"not measured for {acts[0].name}")
     else:
-        ax_bad.legend(fontsize=8, loc="upper left")
+        ax_bad.legend(fontsize=LEGEND_FONT, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax_bad.set(title="saturated or dead units (%)", xlabel=label, ylim=(0, 100),
                xlim=(0.3, len(acts) + 0.7))
 
@@ -255,7 +257,7 @@ def _bars(ax, values, color, log=False):
         ax.set_ylim(positive.min() / 10, positive.max() * 10)
     for xi in x[~finite]:
         ax.text(xi, 0.5, "inf/nan", transform=ax.get_xaxis_transform(), rotation=90,
-                ha="center", va="center", color="tab:red", fontsize=7)
+                ha="center", va="center", color="tab:red", fontsize=LEGEND_FONT)
     ax.set_xlim(0.3, len(values) + 0.7)
 
 
@@ -263,7 +265,7 @@ def _note(ax, text):
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="gray")
 
 
-def plot_distributions(stats, *, max_layers=6, title=""):
+def plot_distributions(stats, *, max_layers=5, title=""):
     """Histograms of the outputs (top row) and their gradients (bottom row), side by side.
 
     Shows up to `max_layers` activation layers, evenly spaced from the first to the last.
@@ -273,18 +275,18 @@ def plot_distributions(stats, *, max_layers=6, title=""):
     acts = [s for s in stats if s.kind == "activation"] or stats
     picks = sorted({round(i) for i in np.linspace(0, len(acts) - 1, min(max_layers, len(acts)))})
     with_grads = any(acts[i].output_grad is not None for i in picks)
-    fig = Figure(figsize=(1.8 * len(picks) + 1, 4.4 if with_grads else 2.4),
-                 layout="constrained")
+    fig = Figure(figsize=(min(8.4, 1.55 * len(picks) + 0.6), 4.4 if with_grads else 2.4),
+                 dpi=DPI, layout="constrained")
     axes = np.array(fig.subplots(2 if with_grads else 1, len(picks), squeeze=False))
     for col, i in enumerate(picks):
         s = acts[i]
         note = (f", {100 * s.saturated:.0f}% sat." if s.saturated is not None else
                 f", {100 * s.dead:.0f}% dead" if s.dead is not None else "")
         _histogram(axes[0, col], s.output, "tab:blue")
-        axes[0, col].set_title(f"{s.name} {i + 1}\nstd {s.std:.2g}{note}", fontsize=9)
+        axes[0, col].set_title(f"{s.name} {i + 1}\nstd {s.std:.2g}{note}", fontsize=LEGEND_FONT)
         if with_grads:
             _histogram(axes[1, col], s.output_grad, "tab:red")
-            axes[1, col].set_title(f"gradient\nstd {s.grad_std:.2g}", fontsize=9)
+            axes[1, col].set_title(f"gradient\nstd {s.grad_std:.2g}", fontsize=LEGEND_FONT)
     axes[0, 0].set_ylabel("outputs")
     if with_grads:
         axes[1, 0].set_ylabel("gradients")
@@ -301,7 +303,7 @@ def _histogram(ax, values, color):
     else:
         _note(ax, "inf/nan")
     ax.set_yticks([])
-    ax.tick_params(axis="x", labelsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(3))   # three 10-pt ticks fit a narrow panel
 
 
 def plot_update_ratios(log, *, title=""):
@@ -312,7 +314,7 @@ def plot_update_ratios(log, *, title=""):
     the last (light).
     """
     names = list(log[0]) if log else []
-    fig = Figure(figsize=(7, 3), layout="constrained")
+    fig = Figure(figsize=(7, 3), dpi=DPI, layout="constrained")
     ax = fig.subplots()
     cmap = colormaps["viridis"]
     norm = Normalize(vmin=1, vmax=max(len(names), 2))
@@ -322,13 +324,14 @@ def plot_update_ratios(log, *, title=""):
         ax.plot(values, color=cmap(norm(k)), lw=1, label=name if len(names) <= 6 else None)
     ax.axhline(HEALTHY_UPDATE_RATIO, color="black", ls="--", lw=1)
     ax.annotate("-3: a healthy pace", (0.01, HEALTHY_UPDATE_RATIO), xytext=(0, 3),
-                xycoords=ax.get_yaxis_transform(), textcoords="offset points", fontsize=8)
+                xycoords=ax.get_yaxis_transform(), textcoords="offset points",
+                fontsize=LEGEND_FONT)
     low, high = ax.get_ylim()
     ax.set_ylim(min(low, HEALTHY_UPDATE_RATIO - 0.5), max(high, HEALTHY_UPDATE_RATIO + 0.5))
     if len(names) > 6:
         fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="weight matrix")
     elif names:
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=LEGEND_FONT, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set(xlabel="training step", ylabel="log10(update std / weight std)")
     ax.grid(alpha=0.3)
     if title:

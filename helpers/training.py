@@ -1,7 +1,6 @@
-"""Device choice, seeding, and the training loop that every notebook shares."""
+"""Seeding, and the training loop that every notebook shares."""
 
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -10,21 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from helpers.device import checked_device, default_device
+from helpers.plotting import LivePlot
 
-def default_device():
-    """The fastest device here: CUDA, else Apple's MPS, else the CPU.
-
-    Set the environment variable `HELPERS_DEVICE` (e.g. `cpu`) to choose it yourself;
-    the stored notebooks are executed with `HELPERS_DEVICE=cpu`.
-    """
-    wanted = os.environ.get("HELPERS_DEVICE")
-    if wanted:
-        return torch.device(wanted)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+EVAL_BATCH_SIZE = 1000   # the test pass needs no gradients, so it can take bigger batches
 
 
 def set_seed(seed):
@@ -94,20 +82,22 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
     `history.train_loss` and `train_acc` are counted on the fly during each epoch, in
     training mode: with dropout they describe the thinned network, so the accuracy is lower
     than `evaluate_accuracy` gives. `test_loss` and `test_acc` are measured after each
-    epoch, in evaluation mode.
+    epoch, in evaluation mode, in batches of up to `EVAL_BATCH_SIZE`.
 
     If the loss becomes inf/nan or grows past 10x the first batch's loss, training stops,
     `history.diverged` is set and one line is printed; nothing is raised. Numbers stay on
     the device during an epoch and are read back together at its end: a GPU waits once
-    per epoch, not once per batch.
+    per epoch, not once per batch. Interrupting the kernel (the stop button) raises
+    `KeyboardInterrupt` as usual; the epochs finished so far are in `plot`'s history.
     """
-    from helpers.plotting import LivePlot
-
-    device = torch.device(device) if device is not None else _device_of(train_iter)
+    device = checked_device(device) if device is not None else _device_of(train_iter)
     if isinstance(net, nn.Module):
         net.to(device)
     if plot is True:
         plot = LivePlot(num_epochs)
+    eval_iter = _bigger_batches(test_iter)
+    is_optimizer = hasattr(updater, "step")      # torch.optim, or a scratch class like it
+    move = getattr(train_iter, "device", None) != device
     history = History(num_epochs=num_epochs)
     on_cpu = device.type == "cpu"   # on the CPU, reading a number back costs nothing
     first_loss = None
@@ -115,33 +105,37 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
         start = time.perf_counter()
         if isinstance(net, nn.Module):
             net.train()
-        loss_sum, correct, worst = torch.zeros(3, device=device)
-        seen = 0
+        losses, corrects, sizes = [], [], []
         for X, y in train_iter:
-            # A no-op for our preloaded batches; a DataLoader (as in benchmarks/) gives CPU ones.
-            X, y = X.to(device), y.to(device)
+            if move:                               # a DataLoader (as in benchmarks/) gives CPU
+                X, y = X.to(device), y.to(device)  # batches; ours are on the device already
+            if is_optimizer:
+                updater.zero_grad()                # before the forward pass, as in the book
             y_hat = net(X)
-            batch_loss = loss(y_hat, y).mean()
-            if hasattr(updater, "step"):          # torch.optim, or a scratch class like it
-                updater.zero_grad()
-                batch_loss.backward()
+            batch_loss = loss(y_hat, y)
+            if batch_loss.ndim:                   # reduction="none": one loss per example
+                batch_loss = batch_loss.mean()
+            batch_loss.backward()
+            if is_optimizer:
                 updater.step()
             else:
-                batch_loss.backward()
-                updater(X.shape[0])
-            batch_loss = batch_loss.detach()
+                updater(X.shape[0])               # a function: steps and zeroes the gradients
+            losses.append(batch_loss.detach())    # summed at the end of the epoch, on the device
+            corrects.append((y_hat.argmax(dim=1) == y).sum())   # argmax: no gradient kept
+            sizes.append(len(y))
             if first_loss is None:
-                first_loss, num_classes = batch_loss, y_hat.shape[-1]
-            loss_sum += batch_loss * y.numel()
-            correct += (y_hat.detach().argmax(dim=1) == y).sum()
-            worst = torch.maximum(worst, batch_loss)          # NaN, once there, stays
-            seen += y.numel()
-            if on_cpu and _exploded(float(worst), float(first_loss)):
+                first_loss, num_classes = batch_loss.detach(), y_hat.shape[-1]
+                first_float = first_loss.item() if on_cpu else None
+            if on_cpu and _exploded(losses[-1].item(), first_float):
                 break                                # no need to finish a lost epoch
-        test_correct, test_loss_sum, test_total = _evaluate(net, test_iter, loss)
-        loss_value, correct_value, worst_value, first_value, test_value, test_loss_value = (
-            torch.stack([loss_sum, correct, worst, first_loss, test_correct.to(device),
-                         test_loss_sum.to(device)]).tolist())
+        test_correct, test_loss_sum, test_total = _evaluate(net, eval_iter, loss)
+        losses = torch.stack(losses)
+        weights = torch.tensor(sizes, device=device, dtype=losses.dtype)
+        loss_value, worst_value, first_value, correct_value, test_value, test_loss_value = (
+            torch.stack([(losses * weights).sum(), losses.max(), first_loss,
+                         torch.stack(corrects).sum().to(losses.dtype),
+                         test_correct.to(device, losses.dtype),
+                         test_loss_sum.to(device, losses.dtype)]).tolist())
         seconds = time.perf_counter() - start      # after .tolist(): the GPU has finished too
         if _exploded(worst_value, first_value):
             history.diverged = True
@@ -149,6 +143,7 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
                                "try a smaller learning rate")
             print(history.message)
             break
+        seen = sum(sizes)
         history.train_loss.append(loss_value / seen)
         history.train_acc.append(correct_value / seen)
         history.test_acc.append(test_value / test_total)
@@ -165,6 +160,14 @@ def train(net, train_iter, test_iter, loss, num_epochs, updater, *, device=None,
     if plot and (history.diverged or history.stalled or not history.test_acc):
         plot.update(history)
     return history
+
+
+def _bigger_batches(test_iter):
+    """The test iterator in batches of `EVAL_BATCH_SIZE` when it can change its batch size."""
+    resize = getattr(test_iter, "with_batch_size", None)
+    if resize is None or test_iter.batch_size >= EVAL_BATCH_SIZE:
+        return test_iter
+    return resize(EVAL_BATCH_SIZE)
 
 
 def _exploded(worst, first):

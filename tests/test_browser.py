@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
     "--no-first-run", "--no-default-browser-check", "--disable-extensions",
 ]
 DRIVEN = ("03", "06")          # notebooks whose playground we drive like a student
+PROJECTOR = {"width": 1280, "height": 720}   # what a classroom projector shows
+SCREENSHOTS = os.environ.get("BROWSER_TEST_SCREENSHOTS")   # keep them here (default: tmp)
 RUN_ALL_TIMEOUT_S = 300        # one notebook, all cells (budget: < 2 min on 2 cores)
 TRAIN_TIMEOUT_S = 240          # one press of Train
 PLAYGROUND_CALL = re.compile(r"^(?=\S)(?!from |import |def |class |#).*\b(training_controls|"
@@ -88,10 +90,10 @@ def _copy_notebooks(dest):
 
 
 def _write_settings(settings_dir):
-    """User settings: every cell in the DOM (no windowing), no news or update checks."""
+    """User settings: every cell in the DOM (no windowing). No news pop-up or update check
+    comes from the project's own defaults (`jupyter/labconfig`), as with `make lab`."""
     for plugin, values in {
         "notebook-extension/tracker": {"windowingMode": "none"},
-        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
     }.items():
         path = settings_dir / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +113,7 @@ class Lab:
                    JUPYTERLAB_SETTINGS_DIR=str(base_dir / "settings"),
                    JUPYTERLAB_WORKSPACES_DIR=str(base_dir / "workspaces"),
                    JUPYTER_CONFIG_DIR=str(base_dir / "config"),
+                   JUPYTER_CONFIG_PATH=str(ROOT / "jupyter"),
                    JUPYTER_DATA_DIR=str(base_dir / "data"),
                    JUPYTER_RUNTIME_DIR=str(base_dir / "runtime"))
         self.log_path = base_dir / "jupyterlab.log"
@@ -251,7 +254,7 @@ class RunNotebook:
         self.lab, self.path, self.name = lab, path, path.name
         self.nb = nbformat.read(path, as_version=4)
         self.page_errors = []
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.context = browser.new_context(viewport=PROJECTOR)
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)
         self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
@@ -395,9 +398,20 @@ def _check_figure_playground(output):
 
 
 def _screenshot(locator, path):
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        path = Path(SCREENSHOTS) / path.name
     locator.scroll_into_view_if_needed()
     locator.screenshot(path=str(path))
     print(f"  screenshot: {path}")
+
+
+def _image_is_at_natural_size(box):
+    """The plot is shown pixel for pixel: no CSS scaling (which blurs it or shrinks text)."""
+    size = box.locator("img.widget-image").evaluate(
+        "img => [img.naturalWidth, img.clientWidth, img.naturalHeight, img.clientHeight]")
+    assert size[0] > 0 and size[0] == size[1] and size[2] == size[3], (
+        f"plot drawn {size[0]}x{size[2]} px but shown {size[1]}x{size[3]} px")
 
 
 # ------------------------------------------------------------------------------ tests
@@ -547,6 +561,7 @@ def _drive_playground(run, box, tmp_path):
     assert box.locator("button.widget-button", has_text="Train").is_enabled()
     status = _status(box)
     assert not status.startswith("error:") and "Traceback" not in status, status
+    _image_is_at_natural_size(box)
     _screenshot(box, tmp_path / f"{run.path.stem}_playground_trained.png")
 
     # 2. An absurd learning rate (the slider's maximum): the status must say what went wrong.

@@ -1,4 +1,4 @@
-"""train / evaluate_accuracy / History / default_device / set_seed."""
+"""train / evaluate_accuracy / History / set_seed."""
 
 import math
 import random
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers import History, default_device, evaluate_accuracy, load_fashion_mnist, set_seed, train
+from helpers import History, evaluate_accuracy, load_fashion_mnist, set_seed, train
 
 
 def small_data(batch_size=256, num_train=2000):
@@ -27,17 +28,6 @@ def run(lr=0.1, epochs=3, reduction="mean", seed=0, batch_size=256, net=None):
     history = train(net, train_iter, test_iter, nn.CrossEntropyLoss(reduction=reduction),
                     epochs, updater, plot=False)
     return net, history
-
-
-def test_default_device_honours_the_environment(monkeypatch):
-    monkeypatch.setenv("HELPERS_DEVICE", "cpu")
-    assert default_device() == torch.device("cpu")
-    monkeypatch.setenv("HELPERS_DEVICE", "meta")
-    assert default_device() == torch.device("meta")
-    monkeypatch.delenv("HELPERS_DEVICE")
-    expected = "cuda" if torch.cuda.is_available() else (
-        "mps" if torch.backends.mps.is_available() else "cpu")
-    assert default_device().type == expected
 
 
 def test_set_seed_repeats_python_numpy_and_torch():
@@ -227,3 +217,52 @@ def test_train_moves_a_module_to_the_data_device():
     net, _ = run(epochs=1)
     assert all(p.device.type == "cpu" for p in net.parameters())
     assert math.isfinite(sum(p.sum().item() for p in net.parameters()))
+
+
+class CountOps(TorchDispatchMode):
+    """Counts every tensor operation PyTorch runs inside the `with` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_epoch(num_train, use_train):
+    train_iter, test_iter = load_fashion_mnist(100, num_train=num_train, device="cpu")
+    set_seed(0)
+    net = mlp()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss = nn.CrossEntropyLoss()
+    with CountOps() as ops:
+        if use_train:
+            train(net, train_iter, test_iter, loss, 1, optimizer, plot=False)
+        else:                                   # the bare loop: nothing but the training itself
+            for X, y in train_iter:
+                optimizer.zero_grad()
+                loss(net(X), y).backward()
+                optimizer.step()
+    return ops.count
+
+
+def test_train_adds_only_a_few_operations_per_batch_to_a_bare_loop():
+    """Speed by design, counted rather than timed: per batch, `train` adds its running
+    loss and accuracy (and on the CPU a divergence check) and nothing else."""
+    bare = (ops_per_epoch(2000, False) - ops_per_epoch(1000, False)) / 10   # per batch
+    ours = (ops_per_epoch(2000, True) - ops_per_epoch(1000, True)) / 10
+    assert bare > 20
+    assert ours - bare <= 6, f"train runs {ours - bare:.0f} extra operations per batch"
+
+
+def test_the_test_pass_uses_big_batches():
+    train_iter, test_iter = load_fashion_mnist(16, num_train=160, device="cpu")
+    net = mlp()
+    eval_batches = []
+    net.register_forward_hook(lambda m, args, out: None if m.training else
+                              eval_batches.append(len(args[0])))
+    train(net, train_iter, test_iter, nn.CrossEntropyLoss(), 1,
+          torch.optim.SGD(net.parameters(), lr=0.1), plot=False)
+    assert eval_batches == [1000] * 10 and len(test_iter) == 625   # the iterator is unchanged
