@@ -204,7 +204,7 @@ def plot_health(stats, *, title=""):
     """
     acts = [s for s in stats if s.kind == "activation"] or stats
     weights = [s for s in stats if s.weight_std is not None]
-    fig = Figure(figsize=(8.4, 5.0), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(8.2, 5.0), dpi=DPI, layout="constrained")
     (ax_std, ax_bad), (ax_grad, ax_ratio) = fig.subplots(2, 2)
     label = f"{acts[0].name} layer" if len({s.name for s in acts}) == 1 else "layer"
 
@@ -275,7 +275,7 @@ def plot_distributions(stats, *, max_layers=5, title=""):
     acts = [s for s in stats if s.kind == "activation"] or stats
     picks = sorted({round(i) for i in np.linspace(0, len(acts) - 1, min(max_layers, len(acts)))})
     with_grads = any(acts[i].output_grad is not None for i in picks)
-    fig = Figure(figsize=(min(8.4, 1.55 * len(picks) + 0.6), 4.4 if with_grads else 2.4),
+    fig = Figure(figsize=(min(8.2, 1.55 * len(picks) + 0.6), 4.4 if with_grads else 2.4),
                  dpi=DPI, layout="constrained")
     axes = np.array(fig.subplots(2 if with_grads else 1, len(picks), squeeze=False))
     for col, i in enumerate(picks):

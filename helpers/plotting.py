@@ -25,7 +25,7 @@ COLORS = {"train": "tab:blue", "test": "tab:orange"}   # dashed: train, solid: t
 GHOST_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown")   # earlier runs, faint
 DPI = 100          # PNGs are shown at their natural size: 100 dots per inch of figure
 LEGEND_FONT = 10   # every text in these figures is 10 pt or more, readable on a projector
-FIG_SIZE = (8.4, 3.2)   # inches: 840 x 320 px, the width JupyterLab gives an output at 1280 px
+FIG_SIZE = (8.2, 3.2)   # inches: 820 x 320 px; JupyterLab shows 840 px of output unscaled at 1280
 
 
 def figure_to_png(fig, dpi=DPI):
@@ -181,8 +181,8 @@ def plot_history(history, *, title="", ghosts=(), num_epochs=None):
     handles = ax_loss.lines[len(ghosts):] + ax_acc.lines[:len(ghosts)]
     fig.legend(handles=handles, loc="outside right upper", fontsize=LEGEND_FONT)
     if history.message:                       # above the panels, where it hides no curve
-        fig.suptitle(f"{title}: {history.message}" if title else history.message,
-                     color="tab:red")
+        message = f"{title}: {history.message}" if title else history.message
+        fig.suptitle(textwrap.fill(message, 80), color="tab:red")
     elif title:
         fig.suptitle(title)
     return fig
@@ -269,7 +269,63 @@ def compare_histories(runs, *, title=""):
     return fig
 
 
-def show_images(images, labels=None, predictions=None, *, ncols=8, scale=1.05):
+def compare_runs(runs, *, metrics=("train_loss", "test_loss"), title=""):
+    """Settings side by side, each trained with several seeds, the spread shown.
+
+    `runs` maps a label to a list of `History`, one per seed (use the same seeds for every
+    label, so that the runs are paired). One panel per metric (`train_loss`, `test_loss`,
+    `train_acc` or `test_acc`): each label's median over seeds as a line with markers, and
+    a band from its lowest to its highest seed. Up to six labels read well; a label whose
+    runs diverged or stalled says how many. The legend sits outside the axes.
+    """
+    fig = Figure(figsize=(FIG_SIZE[0], 3.2 if len(metrics) > 1 else 3.0), dpi=DPI,
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for (label, histories), color in zip(runs.items(), [f"C{i}" for i in range(10)] * 10):
+        failed = sum(h.diverged or h.stalled for h in histories)
+        name = label + (f" ({failed} of {len(histories)} failed)" if failed else "")
+        for ax, metric in zip(axes, metrics):
+            values = _padded([getattr(h, metric) for h in histories])
+            if values.shape[1] == 0:
+                continue
+            epochs = np.arange(1, values.shape[1] + 1)
+            with np.errstate(all="ignore"):
+                low, mid, high = (np.nanmin(values, 0), np.nanmedian(values, 0),
+                                  np.nanmax(values, 0))
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2, lw=0)
+            ax.plot(epochs, mid, "o-", ms=4, color=color, label=name if ax is axes[0] else None)
+    for ax, metric in zip(axes, metrics):
+        if metric.endswith("loss"):
+            _fit_loss_axis(ax, [v for hs in runs.values() for h in hs
+                                for v in getattr(h, metric)])
+        ax.set(xlabel="epoch", ylabel=metric.replace("_", " ").replace("acc", "accuracy"))
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper",
+               fontsize=LEGEND_FONT, title="median, band: all seeds", title_fontsize=LEGEND_FONT)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _fit_loss_axis(ax, losses):
+    """Like `_set_loss_limits`, but a linear axis spans just the losses (not from 0), so
+    settings that end close together can still be told apart."""
+    _set_loss_limits(ax, losses)
+    finite = [v for v in losses if math.isfinite(v) and v > 0]
+    if finite and ax.get_yscale() == "linear":
+        low, high = min(finite), max(finite)
+        pad = 0.08 * (high - low) or 0.05 * high
+        ax.set_ylim(max(0, low - pad), high + pad)
+
+
+def _padded(series):
+    """Lists of different lengths as one array, the missing epochs as nan."""
+    width = max((len(s) for s in series), default=0)
+    return np.array([list(s) + [np.nan] * (width - len(s)) for s in series], dtype=float)
+
+
+def show_images(images, labels=None, predictions=None, *, ncols=8, scale=1.0):
     """A grid of images titled with their true label, and the prediction when given.
 
     Wrong predictions are titled in red. `images` is a tensor `(N, 1, 28, 28)` or

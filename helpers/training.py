@@ -46,10 +46,35 @@ class History:
                 f"train acc {self.train_acc[-1]:.3f}, test acc {self.test_acc[-1]:.3f}")
 
 
+def sgd(params, lr, batch_size):
+    """Mini-batch SGD as a function updater: `train(..., lambda b: sgd(params, lr, b))`.
+
+    Every parameter steps by `lr * grad` and its gradient is zeroed. `batch_size` is taken
+    (the reference book's `sgd` has the same signature) but not used: `train`
+    backpropagates the batch MEAN of the loss, so the gradient is already an average, and
+    dividing by the batch size again would shrink every step (notebook 02 shows that bug).
+    The book backpropagates the sum and divides here instead: the step is the same.
+    """
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+            p.grad.zero_()
+
+
 def evaluate_accuracy(net, data_iter):
     """Fraction of examples in `data_iter` that `net` classifies correctly."""
     correct, _, total = _evaluate(net, data_iter)
     return float(correct) / total
+
+
+def evaluate(net, data_iter, loss):
+    """`(mean loss, accuracy)` of `net` on `data_iter`, in evaluation mode (no dropout).
+
+    For example the training set's own loss and accuracy as the network now computes them,
+    which `train` does not record (its training numbers are counted during the epoch).
+    """
+    correct, loss_sum, total = _evaluate(net, data_iter, loss)
+    return float(loss_sum) / total, float(correct) / total
 
 
 def _evaluate(net, data_iter, loss=None):

@@ -118,7 +118,9 @@ def figure_controls(draw_fn, **knobs):
         control.style.description_width = "90px"
         control.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([widgets.HBox(list(controls.values())), status, image])
+    knobs_row = widgets.HBox(list(controls.values()),
+                             layout=widgets.Layout(flex_flow="row wrap"))   # wraps when narrow
+    return widgets.VBox([knobs_row, status, image])
 
 
 def _knob_widget(name, spec):

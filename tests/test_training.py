@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers import History, evaluate_accuracy, load_fashion_mnist, set_seed, train
+from helpers import History, evaluate, evaluate_accuracy, load_fashion_mnist, set_seed, train
 
 
 def small_data(batch_size=256, num_train=2000):
@@ -266,3 +266,15 @@ def test_the_test_pass_uses_big_batches():
     train(net, train_iter, test_iter, nn.CrossEntropyLoss(), 1,
           torch.optim.SGD(net.parameters(), lr=0.1), plot=False)
     assert eval_batches == [1000] * 10 and len(test_iter) == 625   # the iterator is unchanged
+
+
+def test_evaluate_gives_the_loss_and_accuracy_in_evaluation_mode():
+    train_iter, test_iter = small_data()
+    set_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Dropout(0.9), nn.Linear(784, 10))
+    loss_value, acc = evaluate(net, test_iter, nn.CrossEntropyLoss())
+    assert not net.training
+    logits = net(test_iter.X)                                # eval mode: dropout off
+    assert math.isclose(loss_value, nn.functional.cross_entropy(logits, test_iter.y).item(),
+                        rel_tol=1e-5)
+    assert acc == evaluate_accuracy(net, test_iter)
