@@ -4,20 +4,26 @@ The from-scratch activations are repeated here (a few lines each) so the tests d
 on executing the notebook. Claims that involve random weights are checked over three seeds.
 """
 
+import functools
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.testing import assert_close
 
-from helpers import load_fashion_mnist, network_health, set_seed, train
+from helpers import set_seed
 
 SEEDS = (0, 1, 2)
 GRID = torch.arange(-600, 601) / 100      # -6 ... 6 in steps of 0.01, with 0.0 exactly
 
 
 # --- the from-scratch functions and their hand-written derivatives (as in the notebook) ---
+
+def step(x):
+    return (x > 0).to(x.dtype)
+
 
 def sigmoid(x):
     return 1 / (1 + torch.exp(-x))
@@ -45,20 +51,12 @@ def relu_grad(x):
     return (x > 0).to(x.dtype)
 
 
-def leaky_relu(x, negative_slope=0.01):
-    return torch.where(x > 0, x, negative_slope * x)
+def leaky_relu(x, a=0.01):
+    return torch.where(x > 0, x, a * x)
 
 
-def leaky_relu_grad(x, negative_slope=0.01):
-    return torch.where(x > 0, 1.0, negative_slope)
-
-
-def prelu(x, weight):
-    return torch.where(x > 0, x, weight * x)
-
-
-def prelu_grads(x, weight):
-    return torch.where(x > 0, 1.0, weight), torch.where(x > 0, 0.0, x)
+def leaky_relu_grad(x, a=0.01):
+    return torch.where(x > 0, 1.0, a)
 
 
 def softplus(x):
@@ -106,276 +104,193 @@ CASES = {   # name: (ours, our derivative, PyTorch's function)
 }
 
 
+def check(fn, fn_grad, torch_fn):
+    x = GRID.clone().requires_grad_(True)
+    (slope,) = torch.autograd.grad(torch_fn(x).sum(), x)
+    assert_close(fn(GRID), torch_fn(GRID))
+    assert_close(fn_grad(GRID), slope)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_scratch_function_and_derivative_match_autograd(name):
-    fn, fn_grad, torch_fn = CASES[name]
-    x = GRID.clone().requires_grad_(True)
-    y = torch_fn(x)
-    (slope,) = torch.autograd.grad(y.sum(), x)
-    torch.testing.assert_close(fn(GRID), y.detach())
-    torch.testing.assert_close(fn_grad(GRID), slope)
-
-
-def test_prelu_derivatives_match_autograd():
-    x = GRID.clone().requires_grad_(True)
-    a = torch.tensor([0.25], requires_grad=True)
-    F.prelu(x, a).sum().backward()
-    d_x, d_a = prelu_grads(GRID, a.detach())
-    torch.testing.assert_close(prelu(GRID, a.detach()), F.prelu(GRID, a.detach()))
-    torch.testing.assert_close(d_x, x.grad)
-    torch.testing.assert_close(d_a.sum().reshape(1), a.grad)
+    check(*CASES[name])
 
 
 def test_relu_slope_at_zero_is_zero_in_pytorch():
     x = torch.zeros(1, requires_grad=True)
     torch.relu(x).backward()
-    assert x.grad.item() == 0.0
+    assert x.grad.item() == 0.0 and relu_grad(torch.zeros(1)).item() == 0.0
 
 
 def test_step_gives_no_gradient():
     x = torch.tensor([-2.0, -0.5, 0.5, 2.0], requires_grad=True)
-    assert not (x > 0).to(x.dtype).requires_grad
+    assert not step(x).requires_grad
+    assert ((step(x + 1e-3) - step(x - 1e-3)) / 2e-3 == 0).all()
 
 
-def test_sigmoid_derivative_is_at_most_a_quarter():
-    x = torch.arange(-200_000, 200_001, dtype=torch.float64) / 10_000    # dense, with 0.0
+def test_sigmoid_derivative_is_at_most_a_quarter_with_the_peak_at_zero():
+    x = torch.arange(-200_000, 200_001, dtype=torch.float64) / 10_000
     slopes = sigmoid_grad(x)
-    assert slopes.max() <= 0.25                        # everywhere on the grid
-    assert x[slopes.argmax()] == 0                     # the maximum sits at 0 ...
-    assert sigmoid_grad(torch.zeros((), dtype=torch.float64)) == 0.25   # ... and equals 1/4
-    assert (slopes[x != 0] < 0.25).all()               # strictly below it anywhere else
+    assert slopes.max() == 0.25 and x[slopes.argmax()] == 0
+    assert (slopes[x != 0] < 0.25).all()
 
 
-def test_tanh_is_a_rescaled_sigmoid():
-    x = torch.linspace(-30, 30, 60_001, dtype=torch.float64)
-    torch.testing.assert_close(torch.tanh(x), 2 * torch.sigmoid(2 * x) - 1)
-    torch.testing.assert_close(tanh(x), 2 * sigmoid(2 * x) - 1)
-    torch.testing.assert_close(tanh_grad(x), 4 * sigmoid_grad(2 * x))
+def test_tanh_is_a_rescaled_sigmoid_with_slope_at_most_one():
+    x = torch.arange(-20_000, 20_001, dtype=torch.float64) / 1000
+    assert_close(tanh(x), 2 * sigmoid(2 * x) - 1)
+    assert_close(torch.tanh(x), 2 * torch.sigmoid(2 * x) - 1)
+    assert_close(tanh_grad(x), 4 * sigmoid_grad(2 * x))
+    assert tanh_grad(x).max() == 1 and x[tanh_grad(x).argmax()] == 0
 
 
-def test_softplus_derivative_is_sigmoid():
-    x = torch.linspace(-30, 30, 60_001, dtype=torch.float64, requires_grad=True)
-    (slope,) = torch.autograd.grad(softplus(x).sum(), x)
-    torch.testing.assert_close(slope, sigmoid(x.detach()))
-    (slope,) = torch.autograd.grad(F.softplus(x).sum(), x)
-    torch.testing.assert_close(slope, torch.sigmoid(x.detach()))
+def test_literal_softplus_overflows_and_ours_does_not():
+    big = torch.tensor([89.0])
+    assert torch.isinf(torch.log(1 + torch.exp(big)))
+    assert softplus(big) == 89
 
 
-def test_softplus_stays_within_log2_of_relu():
-    x = torch.arange(-30_000, 30_001, dtype=torch.float64) / 1000
-    gap = softplus(x) - relu(x)
-    assert gap.min() > 0
-    assert x[gap.argmax()] == 0 and math.isclose(gap.max().item(), math.log(2))
+def test_gelu_and_silu_are_not_monotonic_and_their_slope_peaks_above_one():
+    for fn, fn_grad, low, peak in ((gelu, gelu_grad, -0.170, 1.129),
+                                   (silu, silu_grad, -0.278, 1.100)):
+        values, slopes = fn(GRID), fn_grad(GRID)
+        assert -0.3 < values.min() < -0.1 and abs(values.min() - low) < 0.001
+        assert values[0] > values.min() and slopes.min() < 0     # down below 0, then back up
+        assert 1.05 < slopes.max() < 1.2 and abs(slopes.max() - peak) < 0.001
+    assert abs(GRID[gelu_grad(GRID).argmax()] - math.sqrt(2)) < 0.01
 
 
-def test_gelu_and_silu_dip_below_zero():
-    for fn in (gelu, silu):
-        low = fn(GRID).min()
-        assert -0.3 < low < 0
+def test_the_activations_before_gelu_and_silu_are_monotonic():
+    for fn_grad in (sigmoid_grad, tanh_grad, relu_grad, leaky_relu_grad, sigmoid, elu_grad):
+        assert (fn_grad(GRID) >= 0).all()          # sigmoid: softplus's derivative
 
 
-def test_gelu_and_silu_slopes_overshoot_one():
-    x = GRID.double()
-    for fn_grad in (gelu_grad, silu_grad):
-        assert 1.05 < fn_grad(x).max() < 1.2
-    # GELU's slope peaks exactly at sqrt(2), where gelu''(x) = pdf(x) (2 - x^2) vanishes
-    assert abs(x[gelu_grad(x).argmax()] - math.sqrt(2)) < 0.01
+def test_the_slope_table():
+    points = torch.tensor([-5.0, -2.0, 0.0, 2.0, 5.0])
+    assert sigmoid_grad(points)[[0, 4]].max() < 0.01
+    assert tanh_grad(points)[[0, 4]].max() < 0.01
+    assert sigmoid(points[0]) < 0.01 and elu_grad(points[0]) < 0.01   # softplus' = sigmoid
+    assert gelu_grad(points)[:2].max() < 0 and silu_grad(points)[:2].max() < 0
 
 
-# --- why nonlinearity ---
+# --- the playground: inputs spread like a normal distribution, as drawn ---
+
+Z = torch.special.ndtri((torch.arange(20_000) + 0.5) / 20_000)   # mean 0, std 1
+
+
+def test_playground_tanh_at_spread_three():
+    slopes = tanh_grad(3.0 * Z)
+    assert abs(slopes.mean() - 0.25) < 0.01                                  # the sigmoid's peak
+    assert 0.25 < (slopes < 0.01).float().mean() < 0.4                      # about a third
+
+
+def test_playground_relu_mean_slope_is_one_half_at_every_spread():
+    for spread in (0.1, 0.25, 1.0, 3.0, 5.0, 10.0):
+        assert abs(relu_grad(spread * Z).mean() - 0.5) < 0.01
+    assert abs(Z.mean()) < 1e-6 and abs(Z.std() - 1) < 0.01       # a standard normal
+
+
+def test_playground_sigmoid_and_tanh_mean_slope_falls_as_the_inputs_spread():
+    spreads = torch.linspace(0.25, 5, 20)
+    for fn_grad in (sigmoid_grad, tanh_grad):
+        means = torch.stack([fn_grad(s * Z).mean() for s in spreads])
+        assert (means.diff() < 0).all()
+
+
+# --- why a nonlinearity ---
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_stacked_linear_layers_are_one_linear_layer(seed):
     set_seed(seed)
-    stack = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3))
-    (W1, b1), (W2, b2), (W3, b3) = [(layer.weight, layer.bias) for layer in stack]
+    layers = [nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 3)]
+    X = torch.randn(100, 4)
     with torch.no_grad():
-        W, b = W3 @ W2 @ W1, W3 @ (W2 @ b1 + b2) + b3
-        X = torch.randn(100, 4)
-        torch.testing.assert_close(stack(X), X @ W.T + b)
+        out = X
+        for layer in layers:
+            out = layer(out)
+        (W1, b1), (W2, b2), (W3, b3) = [(layer.weight.T, layer.bias) for layer in layers]
+        assert_close(out, X @ (W1 @ W2 @ W3) + ((b1 @ W2 + b2) @ W3 + b3))   # row form, X W + b
 
 
-def fit_sine(activation, seed, steps=1000):
-    x = torch.linspace(-3, 3, 200).unsqueeze(1)
-    y = torch.sin(2 * x)
+X_SINE = torch.linspace(-math.pi, math.pi, 200).unsqueeze(1)
+Y_SINE = torch.sin(X_SINE)
+
+
+def fit_sine(activation, seed=0, lr=0.03, steps=500):
     set_seed(seed)
-    net = nn.Sequential(nn.Linear(1, 64), activation(), nn.Linear(64, 64), activation(),
-                        nn.Linear(64, 1))
-    optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
+    hidden, output = nn.Linear(1, 32), nn.Linear(32, 1)
+
+    def model(x):
+        return output(activation(hidden(x)))
+
+    optimizer = torch.optim.SGD([*hidden.parameters(), *output.parameters()], lr=lr)
     for _ in range(steps):
-        loss = ((net(x) - y) ** 2).mean()
+        loss = ((model(X_SINE) - Y_SINE) ** 2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    A = torch.cat([x, torch.ones_like(x)], dim=1)
-    line_mse = ((A @ torch.linalg.lstsq(A, y).solution - y) ** 2).mean().item()
-    return loss.item(), line_mse, y.var().item()
+    return model, loss.item()
+
+
+@functools.cache
+def relu_loss(seed):
+    return fit_sine(torch.relu, seed)[1]
+
+
+@pytest.fixture(scope="module")
+def best_line():
+    A = torch.cat([X_SINE, torch.ones_like(X_SINE)], dim=1)
+    return A @ torch.linalg.lstsq(A, Y_SINE).solution
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_sine_fit_needs_an_activation(seed):
-    linear_mse, line_mse, _ = fit_sine(nn.Identity, seed)
-    relu_mse, _, variance = fit_sine(nn.ReLU, seed)
-    assert math.isclose(linear_mse, line_mse, rel_tol=1e-3)   # no activation: the LS line
-    assert relu_mse < 0.01 * variance                          # ReLU: over 99% explained
-
-
-# --- saturation and dead units on one fixed batch ---
-
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU,
-               "leaky_relu": lambda: nn.LeakyReLU(0.1), "elu": nn.ELU, "gelu": nn.GELU,
-               "silu": nn.SiLU}
-
-
-def make_mlp(activation, hidden_layers=2, width=256):
-    layers, fan_in = [nn.Flatten()], 784
-    for _ in range(hidden_layers):
-        layers += [nn.Linear(fan_in, width), ACTIVATIONS[activation]()]
-        fan_in = width
-    return nn.Sequential(*layers, nn.Linear(fan_in, 10))
-
-
-def init_normal_(net):
-    for layer in net:
-        if isinstance(layer, nn.Linear):
-            nn.init.normal_(layer.weight, std=1.0)
-            nn.init.zeros_(layer.bias)
-
-
-def pre_activations(net, X):
-    zs, h = [], X
+def test_sine_fit_needs_an_activation(seed, best_line):
+    linear_model, _ = fit_sine(lambda h: h, seed)
+    line_loss = ((best_line - Y_SINE) ** 2).mean().item()
     with torch.no_grad():
-        for layer in net:
-            h = layer(h)
-            if isinstance(layer, nn.Linear):
-                zs.append(h)
-    return zs[:-1]
-
-
-def saturated_fraction(z, fn_grad):
-    return (fn_grad(z) < 0.1 * fn_grad(torch.zeros(()))).float().mean().item()
-
-
-def dead_fraction(z):
-    return (z <= 0).all(dim=0).float().mean().item()
-
-
-@pytest.fixture(scope="module")
-def fixed_batch():
-    _, test_iter = load_fashion_mnist(256)
-    return next(iter(test_iter))
-
-
-def measure(init, seed, X):
-    result = {}
-    for name, fn_grad in [("sigmoid", sigmoid_grad), ("tanh", tanh_grad), ("relu", None)]:
-        set_seed(seed)
-        net = make_mlp(name, hidden_layers=4)
-        if init == "normal":
-            init_normal_(net)
-        zs = pre_activations(net, X)
-        result[name] = [dead_fraction(z) if fn_grad is None else saturated_fraction(z, fn_grad)
-                        for z in zs]
-    return result
+        assert_close(linear_model(X_SINE), best_line, atol=1e-3, rtol=0)   # it is that line
+    assert relu_loss(seed) < line_loss / 10
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_default_init_saturates_nothing_but_deep_relus_die(seed, fixed_batch):
-    m = measure("default", seed, fixed_batch[0].cpu())
-    assert max(m["sigmoid"] + m["tanh"]) < 0.01
-    assert m["relu"][0] < 0.10 and m["relu"][-1] > 0.20
+def test_exercise_4_tanh_beats_the_sigmoid_at_the_same_lr_and_centring_does_not(seed):
+    _, sigmoid_loss = fit_sine(torch.sigmoid, seed)
+    _, tanh_loss = fit_sine(lambda h: 2 * torch.sigmoid(2 * h) - 1, seed)   # = tanh, cheaper
+    _, centred_loss = fit_sine(lambda h: torch.sigmoid(h) - 0.5, seed)
+    assert tanh_loss < sigmoid_loss / 5
+    assert 0.1 < sigmoid_loss < 0.2 and tanh_loss < 0.015        # "about 0.14 against 0.01"
+    assert abs(centred_loss / sigmoid_loss - 1) < 0.1
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_normal_init_saturates_sigmoid_and_tanh_not_relu(seed, fixed_batch):
-    m = measure("normal", seed, fixed_batch[0].cpu())
-    assert min(m["sigmoid"] + m["tanh"]) > 0.5
-    assert max(m["relu"]) < 0.10
+# --- the exercises' other answers ---
+
+def test_exercise_1_chain_rule():
+    x = GRID.clone().requires_grad_(True)
+    (slope,) = torch.autograd.grad(torch.sigmoid(x).sum(), x)
+    chain_rule = torch.exp(-GRID) / (1 + torch.exp(-GRID)) ** 2
+    assert_close(chain_rule, slope)
+    assert_close(chain_rule, sigmoid(GRID) * (1 - sigmoid(GRID)))
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_deep_dead_relus_are_set_by_their_bias(seed, fixed_batch):
-    X = fixed_batch[0].cpu()
-    set_seed(seed)
-    net = make_mlp("relu", hidden_layers=4)
-    hidden = [layer for layer in net if isinstance(layer, nn.Linear)][:-1]
-    zs = pre_activations(net, X)
-    variation = [z.std(dim=0).mean().item() for z in zs]
-    bias_spread = [layer.bias.detach().std().item() for layer in hidden]
-    assert variation[0] > bias_spread[0] and variation[-1] < bias_spread[-1]
-    dead = (zs[-1] <= 0).all(dim=0)
-    assert dead[hidden[-1].bias.detach() < 0].sum() >= 0.8 * dead.sum()
+def test_exercise_2_prelu_derivatives():
+    x = GRID.clone().requires_grad_(True)
+    a = torch.tensor([0.25], requires_grad=True)
+    F.prelu(x, a).sum().backward()
+    assert_close(torch.where(GRID > 0, 1.0, 0.25), x.grad)
+    assert_close(torch.where(GRID > 0, 0.0, GRID).sum().reshape(1), a.grad)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_dead_relu_inputs_sit_where_the_smooth_family_has_slope(seed, fixed_batch):
-    set_seed(seed)
-    z = pre_activations(make_mlp("relu", hidden_layers=4), fixed_batch[0].cpu())[-1]
-    lowest = z[:, (z <= 0).all(dim=0)].min()
-    assert lowest > -1       # on [-1, 0] every slope below rises with z: its minimum is here
-    for slope in (leaky_relu_grad(lowest, 0.1), elu_grad(lowest), gelu_grad(lowest),
-                  silu_grad(lowest)):
-        assert slope >= 0.1
+def test_exercise_3_swish_limits():
+    def swish(x, beta):
+        return x * sigmoid(beta * x)
 
+    def swish_grad(x, beta):
+        s = sigmoid(beta * x)
+        return s + beta * x * s * (1 - s)
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_relu_gradient_shrinks_towards_the_first_layer(seed, fixed_batch):
-    X, y = (t.cpu() for t in fixed_batch)
-    set_seed(seed)
-    health = network_health(make_mlp("relu", hidden_layers=4), X, y)
-    grad_std = [s.grad_std for s in health if s.name == "ReLU"]
-    assert grad_std[0] < grad_std[-1] / 5
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_sigmoid_starves_the_first_layer(seed, fixed_batch):
-    X, y = (t.cpu() for t in fixed_batch)
-    first_layer_grad = {}
-    for name in ("sigmoid", "tanh", "relu"):
-        set_seed(seed)
-        net = make_mlp(name, hidden_layers=2)
-        nn.CrossEntropyLoss()(net(X), y).backward()
-        first_layer_grad[name] = net[1].weight.grad.norm().item()
-    for other in ("tanh", "relu"):
-        assert first_layer_grad["sigmoid"] < first_layer_grad[other] / 4
-
-
-# --- training: same seed, same budget ---
-
-@pytest.fixture(scope="module")
-def small_data():
-    return load_fashion_mnist(64, num_train=10_000)
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_sigmoid_trains_slowest_and_tanh_elu_start_fastest(seed, small_data):
-    train_iter, test_iter = small_data
-    histories = {}
-    for name in ACTIVATIONS:
-        set_seed(seed)
-        net = make_mlp(name, hidden_layers=2)
-        histories[name] = train(net, train_iter, test_iter, nn.CrossEntropyLoss(), 4,
-                                torch.optim.SGD(net.parameters(), lr=0.1), plot=False)
-    final_loss = {name: h.train_loss[-1] for name, h in histories.items()}
-    assert max(final_loss, key=final_loss.get) == "sigmoid"
-    assert histories["sigmoid"].test_acc[0] < 0.2
-    assert all(h.test_acc[0] > 0.5 for name, h in histories.items() if name != "sigmoid")
-    first_loss = {name: h.train_loss[0] for name, h in histories.items()}
-    assert set(sorted(first_loss, key=first_loss.get)[:2]) == {"tanh", "elu"}
-    # test accuracy wobbles by several points between epochs, while training loss falls
-    drops = [a - b for name, h in histories.items() if name != "sigmoid"
-             for a, b in zip(h.test_acc, h.test_acc[1:])]
-    assert max(drops) > 0.02
-    assert all(a > b for h in histories.values() for a, b in zip(h.train_loss, h.train_loss[1:]))
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_prelu_slopes_are_learned_and_rise(seed, small_data):
-    train_iter, test_iter = small_data
-    set_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.PReLU(),
-                        nn.Linear(256, 256), nn.PReLU(), nn.Linear(256, 10))
-    train(net, train_iter, test_iter, nn.CrossEntropyLoss(), 3,
-          torch.optim.SGD(net.parameters(), lr=0.1), plot=False)
-    slopes = [layer.weight.item() for layer in net if isinstance(layer, nn.PReLU)]
-    assert all(slope > 0.25 + 0.25 for slope in slopes)
+    for beta in (0.5, 3.0):
+        check(lambda x, b=beta: swish(x, b), lambda x, b=beta: swish_grad(x, b),
+              lambda x, b=beta: x * torch.sigmoid(b * x))
+    assert_close(swish(GRID, 0.0), GRID / 2)
+    for beta in (10.0, 100.0):
+        gap = (swish(GRID.double(), beta) - relu(GRID.double())).abs().max()
+        assert 0.25 / beta < gap < 0.3 / beta
