@@ -7,7 +7,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # Project-local defaults (jupyter/labconfig): no news pop-up; the user's own config untouched
 LAB_ENV  := JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))"
 
-.PHONY: lab test setup notebooks time-notebooks benchmark gpu-check clean
+.PHONY: lab test setup notebooks time-notebooks stats student benchmark gpu-check clean
 
 $(BIN)/activate: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ notebooks: setup                      ## execute every notebook on the CPU and s
 time-notebooks: setup                 ## time the whole series, storing nothing
 	$(BIN)/python scripts/execute_notebooks.py --no-write
 
+stats: setup                          ## class minutes (estimated) and CPU seconds per notebook
+	$(BIN)/python scripts/notebook_stats.py --time
+
+student: setup                        ## the student edition (no solutions): student/ and student.zip
+	$(BIN)/python scripts/make_student_edition.py
+
 benchmark: setup                      ## seconds per epoch: preloaded tensors vs DataLoader
 	$(BIN)/python benchmarks/epoch_speed.py
 
@@ -39,4 +45,4 @@ gpu-check: setup                      ## on a CUDA machine: GPU tests, GPU speed
 	$(BIN)/python scripts/execute_notebooks.py --no-write --device ''
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) data student student.zip .pytest_cache .ruff_cache

@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-first-run", "--no-default-browser-check", "--disable-extensions",
 ]
-DRIVEN = ("03", "06")          # notebooks whose playground we drive like a student
+DRIVEN = ("00", "06")          # playgrounds driven like a student: the first, and one with a knob
 PROJECTOR = {"width": 1280, "height": 720}   # what a classroom projector shows
 SCREENSHOTS = os.environ.get("BROWSER_TEST_SCREENSHOTS")   # keep them here (default: tmp)
 RUN_ALL_TIMEOUT_S = 300        # one notebook, all cells (budget: < 2 min on 2 cores)
@@ -294,11 +294,13 @@ class RunNotebook:
         return self.page.locator(".jp-Notebook .jp-Cell").nth(index)
 
     def unexecuted_cells(self):
-        """Indices of code cells (with code in them) that show no execution count."""
+        """Indices of code cells (with code in them) that show no execution count. A collapsed
+        cell shows no prompt; an error in it would still show in `problems()`."""
         prompts = self.page.locator(".jp-Notebook .jp-Cell").evaluate_all(
             "cells => cells.map(c => (c.querySelector('.jp-InputPrompt') || {}).textContent)")
         return [i for i, cell in enumerate(self.nb.cells)
                 if cell.cell_type == "code" and cell.source.strip()
+                and not cell.metadata.get("jupyter", {}).get("source_hidden")   # no prompt shown
                 and not re.search(r"\[\d+\]", prompts[i] or "")]
 
     def problems(self):
@@ -601,3 +603,76 @@ def test_student_drives_playground(prefix, run_notebook, tmp_path):
         print(f"  driven in {time.perf_counter() - start:.1f} s")
     finally:
         run_notebook.close(path.name)
+
+
+# ------------------------------------------------------------------ presenting in class
+
+PRESENTED = os.environ.get("BROWSER_TEST_PRESENTED", "00")   # the notebook a teacher projects
+
+
+def _view_appearance(page, command):
+    """View > Appearance > the item that runs `command` (as a teacher would click it)."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^View$")).click()
+    page.locator(".lm-Menu-item", has_text=re.compile(r"^\s*Appearance")).first.hover()
+    page.locator(f".lm-Menu-item[data-command='{command}']").first.click()
+    page.wait_for_timeout(300)
+
+
+def _fully_on_screen(locator, viewport):
+    """True if the element lies inside the viewport and nothing covers its centre."""
+    box = locator.bounding_box()
+    if box is None:
+        return False, "not rendered"
+    inside = (box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= viewport["width"]
+              and box["y"] + box["height"] <= viewport["height"])
+    on_top = locator.evaluate("""el => {
+        const r = el.getBoundingClientRect();
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        return !!hit && (el === hit || el.contains(hit));
+    }""")
+    return inside and on_top, f"box {box}, on top: {on_top}"
+
+
+def test_teacher_presents_a_playground_in_presentation_mode(run_notebook, tmp_path):
+    """JupyterLab's own Presentation Mode with the simple interface and the side bar closed,
+    at 1280x720: the playground works there (Train redraws the plot) and its controls, its
+    status line and its whole figure are on screen together, without scrolling."""
+    matches = [p for p in _notebook_paths() if p.name.startswith(PRESENTED)]
+    if not matches:
+        pytest.skip(f"notebook {PRESENTED}_*.ipynb does not exist (yet)")
+    run = run_notebook(matches[0])
+    page = run.page
+    try:
+        _view_appearance(page, "application:toggle-mode")                 # simple interface
+        _view_appearance(page, "application:toggle-presentation-mode")
+        if page.locator("#jp-left-stack").is_visible():
+            _view_appearance(page, "application:toggle-left-area")        # close the side bar
+        assert page.locator("body[data-presentation-mode='true'], .jp-mod-presentationMode"
+                            ).count() >= 1 or page.evaluate(
+            "() => document.body.dataset.presentationMode") == "true", "not in Presentation Mode"
+        assert not page.locator("#jp-left-stack").is_visible(), "the side bar is still open"
+        box = _training_playgrounds(page.locator(".jp-Notebook")).first
+        box.evaluate("el => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        record = _train_and_watch(run, box)
+        images = [e for e in record["log"] if e["kind"] == "image" and e["hash"] is not None]
+        assert images and images[-1]["hash"] != record["before"], "Train did not redraw the plot"
+        box.evaluate("el => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(500)
+        parts = {"the sliders": box.locator(".widget-gridbox").first,
+                 "the Train button": box.locator("button.widget-button", has_text="Train"),
+                 "the status line": box.locator(":scope > .widget-label"),
+                 "the figure": box.locator("img.widget-image")}
+        shot = tmp_path / f"{run.path.stem}_presentation_mode.png"
+        if SCREENSHOTS:
+            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            shot = Path(SCREENSHOTS) / shot.name
+        page.screenshot(path=str(shot))
+        print(f"\n  status: {_status(box)}\n  screenshot: {shot}")
+        for name, part in parts.items():
+            ok, detail = _fully_on_screen(part, PROJECTOR)
+            assert ok, f"{name} is not fully on screen at 1280x720 ({detail}); see {shot}"
+        problems = run.problems()
+        assert not problems, "errors or stderr output:\n" + "\n".join(problems)
+    finally:
+        run_notebook.close(matches[0].name)
