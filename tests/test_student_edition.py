@@ -85,3 +85,11 @@ def test_the_student_edition_runs_top_to_bottom_under_nbval(edition):
     tail = result.stdout[-3000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail
     assert " failed" not in result.stdout and " passed" in result.stdout, tail
+
+
+def test_the_student_edition_passes_its_own_lint(edition):
+    """`make test` in the edition starts with `ruff check .`: an import that only a removed
+    solution used would fail it."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=edition,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
